@@ -1,0 +1,69 @@
+//! Command-line arguments (clap derive; the doc comments are the help text).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Evaluate long-context strategies (full context, truncation, RAG, compression, RoPE
+/// scaling) on LongBench with scores identical to the official scorer.
+#[derive(Debug, Parser)]
+#[command(name = "longctx", version, about)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Score LongBench prediction files exactly as LongBench's eval.py does.
+    ///
+    /// DIR holds `<dataset>.jsonl` files with one `{"pred", "answers", "all_classes",
+    /// "length"}` object per line (the format of LongBench's pred.py). Writes DIR/result.json
+    /// with the keys and values eval.py writes and prints a table.
+    Score(ScoreArgs),
+    /// List the LongBench datasets, or load one and summarise it.
+    Datasets(DatasetsArgs),
+}
+
+/// fuzzywuzzy's backend for the code datasets (lcc, repobench-p).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Fuzz {
+    /// difflib.SequenceMatcher: fuzzywuzzy's default without python-Levenshtein.
+    Difflib,
+    /// python-Levenshtein's ratio: what fuzzywuzzy uses when python-Levenshtein is installed.
+    Levenshtein,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ScoreArgs {
+    /// Directory of `<dataset>.jsonl` prediction files.
+    pub(crate) dir: PathBuf,
+    /// Score as LongBench-E: one score per length bucket (0-4k, 4-8k, 8k+) of each dataset.
+    #[arg(long = "longbench-e", visible_alias = "e")]
+    pub(crate) longbench_e: bool,
+    /// Backend of fuzz.ratio for lcc and repobench-p.
+    #[arg(long, value_enum, default_value = "difflib")]
+    pub(crate) fuzz: Fuzz,
+    /// Also write every sample's score (`{"dataset", "line", "score"}` per line) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) per_sample: Option<PathBuf>,
+    /// Where to write result.json (default: DIR/result.json).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) output: Option<PathBuf>,
+    /// Print result.json to stdout instead of the table.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DatasetsArgs {
+    /// A dataset to load and summarise (all datasets are listed when omitted).
+    pub(crate) name: Option<String>,
+    /// Where the data comes from: a directory of official `<name>.jsonl` files, LongBench's
+    /// `data.zip`, or `hub` (THUDM/LongBench on the Hugging Face hub).
+    #[arg(long, value_name = "DIR|ZIP|hub", default_value = "data/longbench-sample")]
+    pub(crate) data: String,
+    /// Load the LongBench-E file (`<name>_e.jsonl`).
+    #[arg(long = "longbench-e", visible_alias = "e")]
+    pub(crate) longbench_e: bool,
+}
