@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 use longctx_core::Prediction;
 
-use crate::dataset::{dataset, dataset_e, DatasetSpec, Suite};
+use crate::dataset::{dataset, DatasetSpec, Suite};
 use crate::error::{Error, Result};
 use crate::metrics::{MetricError, MetricOptions};
 use crate::pyfloat::{np_mean, np_round2, py_repr, py_round2};
@@ -111,7 +111,9 @@ pub fn sample_score(
 
 /// The prediction files of a directory, as eval.py selects them (names ending in `jsonl`),
 /// with their datasets, sorted by file name. Unknown dataset names, two files for one
-/// dataset, and a directory without prediction files are errors.
+/// dataset, and a directory without prediction files are errors. Like eval.py `--e`,
+/// LongBench-E scoring accepts any of the 21 datasets (with a warning for those outside
+/// LongBench-E).
 pub fn prediction_files(dir: &Path, suite: Suite) -> Result<Vec<(&'static DatasetSpec, PathBuf)>> {
     let mut files = Vec::new();
     for entry in fs_err::read_dir(dir)? {
@@ -129,11 +131,11 @@ pub fn prediction_files(dir: &Path, suite: Suite) -> Result<Vec<(&'static Datase
     let mut out: Vec<(&'static DatasetSpec, PathBuf)> = Vec::with_capacity(files.len());
     for name in files {
         let stem = name.split('.').next().unwrap_or_default();
-        let spec = match suite {
-            Suite::LongBench => dataset(stem),
-            Suite::LongBenchE => dataset_e(stem),
+        let spec = dataset(stem).map_err(|e| Error::Parse { path: dir.join(&name), line: 0, message: e.to_string() })?;
+        if suite == Suite::LongBenchE && !spec.in_longbench_e {
+            // eval.py --e scores any LongBench dataset per bucket; so do we, with a warning.
+            tracing::warn!("{name}: `{}` is not a LongBench-E dataset; scoring it per length bucket anyway", spec.name);
         }
-        .map_err(|e| Error::Parse { path: dir.join(&name), line: 0, message: e.to_string() })?;
         if let Some((_, first)) = out.iter().find(|(s, _)| s.name == spec.name) {
             return Err(Error::DuplicateDataset {
                 dataset: spec.name.to_string(),

@@ -1,0 +1,63 @@
+//! `metrics::jieba::cut` against jieba 0.42.1 (`jieba.cut(text, cut_all=False)`), on every
+//! input, answer and full context of LongBench's Chinese records in ../shared/data and on
+//! hand-made hard strings (fixtures from `tools/oracles/longbench_scoring.py`).
+
+use std::path::{Path, PathBuf};
+
+use longctx_bench::metrics::jieba::cut;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+#[derive(Deserialize)]
+struct Case {
+    text: String,
+    tokens: Vec<String>,
+    source: Option<String>,
+}
+
+#[test]
+fn tokens_equal_jieba_on_inputs_answers_excerpts_and_hard_strings() {
+    let path = root().join("tests/fixtures/oracles/jieba/cases.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut n = 0;
+    for line in text.lines() {
+        let case: Case = serde_json::from_str(line).unwrap();
+        assert_eq!(cut(&case.text), case.tokens, "{:?}: {:?}", case.source, case.text);
+        n += 1;
+    }
+    assert!(n >= 800, "{n} cases");
+}
+
+#[derive(Deserialize)]
+struct Context {
+    file: String,
+    line: usize,
+    n_tokens: usize,
+    sha256: String,
+}
+
+#[test]
+fn full_contexts_segment_like_jieba() {
+    let data = root().join("../shared/data/longbench");
+    assert!(data.is_dir(), "the shared LongBench records are expected at {}", data.display());
+    let path = root().join("tests/fixtures/oracles/jieba/contexts.jsonl");
+    let expected: Vec<Context> =
+        std::fs::read_to_string(&path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(expected.len(), 400);
+    let mut files = std::collections::HashMap::new();
+    for e in &expected {
+        let lines = files.entry(e.file.clone()).or_insert_with(|| {
+            std::fs::read_to_string(data.join(&e.file)).unwrap().lines().map(str::to_string).collect::<Vec<_>>()
+        });
+        let record: serde_json::Value = serde_json::from_str(&lines[e.line - 1]).unwrap();
+        let tokens = cut(record["context"].as_str().unwrap());
+        assert_eq!(tokens.len(), e.n_tokens, "{}:{}", e.file, e.line);
+        let digest = Sha256::digest(tokens.join("\n").as_bytes());
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, e.sha256, "{}:{}", e.file, e.line);
+    }
+}
