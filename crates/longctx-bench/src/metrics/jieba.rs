@@ -8,17 +8,23 @@
 //! `(?:.\d+)` where jieba has `(?:\.\d+)` (so `2018-09` stays one word), and it widens the
 //! CJK ranges. LongBench's zh scores depend on every token, so this module follows the Python
 //! code line by line instead. The dictionary and HMM tables are jieba's own, exported by
-//! `tools/oracles/export_jieba_data.py` into `data/jieba/` and embedded (gzip, 2 MB).
+//! `tools/oracles/export_jieba_data.py` into `data/jieba/` (gzip, 2 MB) and embedded.
 //! Parity is checked on every Chinese record in `tests/jieba_parity.rs`.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::sync::OnceLock;
 
 use super::pytext;
 
-const DICT_GZ: &[u8] = include_bytes!("../../data/jieba/dict.txt.gz");
-const HMM_GZ: &[u8] = include_bytes!("../../data/jieba/hmm.json.gz");
+/// The dictionary's distinct words, concatenated in byte order (from `data/jieba/dict.txt.gz`
+/// by `build.rs`).
+const WORDS: &str = include_str!(concat!(env!("OUT_DIR"), "/jieba_words.txt"));
+/// Per word: its start in [`WORDS`] and its frequency, as little-endian `u32` pairs.
+const INDEX: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/jieba_index.bin"));
+/// The sum of all frequencies of jieba's `dict.txt` (duplicated words included).
+const TOTAL: &str = include_str!(concat!(env!("OUT_DIR"), "/jieba_total.txt"));
+/// `data/jieba/hmm.tsv.gz`, unpacked by `build.rs`.
+const HMM: &str = include_str!(concat!(env!("OUT_DIR"), "/jieba_hmm.tsv"));
 
 /// `finalseg.MIN_FLOAT`.
 const MIN_FLOAT: f64 = -3.14e100;
@@ -33,9 +39,6 @@ const S: usize = 3;
 const PREV: [[usize; 2]; 4] = [[E, S], [M, B], [B, M], [S, E]];
 
 struct Model {
-    /// `FREQ`: word frequencies, with every prefix of a word present (frequency 0 if it is
-    /// not itself a word).
-    freq: HashMap<Box<str>, u64>,
     /// `log(total)`.
     log_total: f64,
     start: [f64; 4],
@@ -43,51 +46,107 @@ struct Model {
     emit: HashMap<char, [f64; 4]>,
 }
 
-fn gunzip(bytes: &[u8]) -> String {
-    let mut out = String::new();
-    flate2::read::GzDecoder::new(bytes).read_to_string(&mut out).expect("embedded jieba data is valid gzip UTF-8");
-    out
+fn state_index(s: &str) -> usize {
+    STATES.iter().position(|b| s.as_bytes() == [*b]).expect("HMM state is one of B, M, E, S")
+}
+
+/// Number of dictionary words.
+fn n_words() -> usize {
+    INDEX.len() / 8
+}
+
+fn index_u32(at: usize) -> usize {
+    u32::from_le_bytes(INDEX[at..at + 4].try_into().expect("four bytes")) as usize
+}
+
+/// The `i`-th word of the dictionary in byte order.
+fn word(i: usize) -> &'static str {
+    let start = index_u32(8 * i);
+    let end = if i + 1 < n_words() { index_u32(8 * (i + 1)) } else { WORDS.len() };
+    &WORDS[start..end]
+}
+
+fn word_freq(i: usize) -> u64 {
+    index_u32(8 * i + 4) as u64
+}
+
+/// The first index in `lo..hi` where `pred` turns false (`pred` is true, then false).
+fn partition_point(mut lo: usize, mut hi: usize, pred: impl Fn(usize) -> bool) -> usize {
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if pred(mid) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
+/// The words that start with some prefix `p`: a range of the sorted dictionary.
+#[derive(Debug, Clone, Copy)]
+struct PrefixRange {
+    lo: usize,
+    hi: usize,
+}
+
+impl PrefixRange {
+    fn all() -> Self {
+        PrefixRange { lo: 0, hi: n_words() }
+    }
+
+    /// Narrows the range of words starting with `p` to those starting with `q`, where `q`
+    /// extends `p`. Empty when no word starts with `q`.
+    fn narrow(self, q: &str) -> Self {
+        let q = q.as_bytes();
+        let lo = partition_point(self.lo, self.hi, |i| word(i).as_bytes() < q);
+        let hi = partition_point(lo, self.hi, |i| word(i).as_bytes().starts_with(q));
+        PrefixRange { lo, hi }
+    }
+
+    /// jieba's `FREQ.get(q)` for the `q` this range was narrowed to: the frequency of a word,
+    /// `Some(0)` for a prefix of words that is not a word itself, `None` if no word starts
+    /// with `q`.
+    fn freq(self, q: &str) -> Option<u64> {
+        if self.lo == self.hi {
+            None
+        } else if word(self.lo) == q {
+            Some(word_freq(self.lo))
+        } else {
+            Some(0)
+        }
+    }
 }
 
 impl Model {
     fn load() -> Self {
-        // `gen_pfdict`.
-        let dict = gunzip(DICT_GZ);
-        let mut freq: HashMap<Box<str>, u64> = HashMap::with_capacity(600_000);
-        let mut total: u64 = 0;
-        for line in dict.lines() {
-            let (word, f) = line.rsplit_once(' ').expect("dictionary line is `word freq`");
-            let f: u64 = f.parse().expect("dictionary frequency is an integer");
-            freq.insert(word.into(), f);
-            total += f;
-            for (i, _) in word.char_indices().skip(1) {
-                freq.entry(word[..i].into()).or_insert(0);
+        let total: u64 = TOTAL.trim().parse().expect("total frequency is an integer");
+        let mut start = [MIN_FLOAT; 4];
+        let mut trans = [[MIN_FLOAT; 4]; 4];
+        let mut emit: HashMap<char, [f64; 4]> = HashMap::with_capacity(20_000);
+        for line in HMM.lines() {
+            let mut f = line.split('\t');
+            let (Some(kind), Some(from), Some(to), Some(p)) = (f.next(), f.next(), f.next(), f.next()) else {
+                panic!("HMM line has four fields: {line:?}");
+            };
+            let p: f64 = p.parse().expect("HMM probability is a float");
+            let from = state_index(from);
+            match kind {
+                "start" => start[from] = p,
+                "trans" => trans[from][state_index(to)] = p,
+                "emit" => {
+                    let c = to.chars().next().expect("emission key is one character");
+                    emit.entry(c).or_insert([MIN_FLOAT; 4])[from] = p;
+                }
+                other => panic!("unknown HMM line kind {other:?}"),
             }
         }
-        #[derive(serde::Deserialize)]
-        struct Hmm {
-            start: HashMap<String, f64>,
-            trans: HashMap<String, HashMap<String, f64>>,
-            emit: HashMap<String, HashMap<String, f64>>,
-        }
-        let hmm: Hmm = serde_json::from_str(&gunzip(HMM_GZ)).expect("embedded HMM is valid JSON");
-        let key = |s: usize| (STATES[s] as char).to_string();
-        let start = std::array::from_fn(|s| hmm.start[&key(s)]);
-        let trans = std::array::from_fn(|from| {
-            std::array::from_fn(|to| hmm.trans.get(&key(from)).and_then(|t| t.get(&key(to))).copied().unwrap_or(MIN_FLOAT))
-        });
-        let mut emit: HashMap<char, [f64; 4]> = HashMap::new();
-        for s in 0..4 {
-            for (ch, p) in &hmm.emit[&key(s)] {
-                let c = ch.chars().next().expect("emission key is one character");
-                emit.entry(c).or_insert([MIN_FLOAT; 4])[s] = *p;
-            }
-        }
-        Model { freq, log_total: (total as f64).ln(), start, trans, emit }
+        Model { log_total: (total as f64).ln(), start, trans, emit }
     }
 
-    fn freq(&self, word: &str) -> Option<u64> {
-        self.freq.get(word).copied()
+    /// `FREQ.get(frag)` (see [`PrefixRange::freq`]).
+    fn freq(&self, frag: &str) -> Option<u64> {
+        PrefixRange::all().narrow(frag).freq(frag)
     }
 }
 
@@ -150,16 +209,19 @@ fn cut_dag<'a>(m: &Model, block: &'a str, out: &mut Vec<&'a str>) {
     let offs: Vec<usize> = block.char_indices().map(|(i, _)| i).chain(std::iter::once(block.len())).collect();
     let n = offs.len() - 1;
     let slice = |a: usize, b: usize| &block[offs[a]..offs[b]];
-    // get_DAG
-    let dag: Vec<Vec<usize>> = (0..n)
+    // get_DAG, keeping each candidate word's frequency for `calc`.
+    let dag: Vec<Vec<(usize, u64)>> = (0..n)
         .map(|k| {
             let mut ends = Vec::new();
+            let mut range = PrefixRange::all();
             let mut i = k;
             while i < n {
-                match m.freq(slice(k, i + 1)) {
+                let frag = slice(k, i + 1);
+                range = range.narrow(frag);
+                match range.freq(frag) {
                     Some(f) => {
                         if f > 0 {
-                            ends.push(i);
+                            ends.push((i, f));
                         }
                     }
                     None => break,
@@ -167,7 +229,8 @@ fn cut_dag<'a>(m: &Model, block: &'a str, out: &mut Vec<&'a str>) {
                 i += 1;
             }
             if ends.is_empty() {
-                ends.push(k);
+                // A lone character outside the dictionary: `FREQ.get(...) or 1`.
+                ends.push((k, 1));
             }
             ends
         })
@@ -176,8 +239,7 @@ fn cut_dag<'a>(m: &Model, block: &'a str, out: &mut Vec<&'a str>) {
     let mut route = vec![(0.0f64, 0usize); n + 1];
     for idx in (0..n).rev() {
         let mut best: Option<(f64, usize)> = None;
-        for &x in &dag[idx] {
-            let f = m.freq(slice(idx, x + 1)).filter(|&f| f > 0).unwrap_or(1);
+        for &(x, f) in &dag[idx] {
             let v = (f as f64).ln() - m.log_total + route[x + 1].0;
             if best.is_none_or(|(bv, bx)| v > bv || (v == bv && x > bx)) {
                 best = Some((v, x));
