@@ -39,6 +39,8 @@ const S: usize = 3;
 const PREV: [[usize; 2]; 4] = [[E, S], [M, B], [B, M], [S, E]];
 
 struct Model {
+    /// The range of words starting with each character (the first narrowing step).
+    first: HashMap<char, PrefixRange>,
     /// `log(total)`.
     log_total: f64,
     start: [f64; 4],
@@ -91,10 +93,6 @@ struct PrefixRange {
 }
 
 impl PrefixRange {
-    fn all() -> Self {
-        PrefixRange { lo: 0, hi: n_words() }
-    }
-
     /// Narrows the range of words starting with `p` to those starting with `q`, where `q`
     /// extends `p`. Empty when no word starts with `q`.
     fn narrow(self, q: &str) -> Self {
@@ -141,12 +139,30 @@ impl Model {
                 other => panic!("unknown HMM line kind {other:?}"),
             }
         }
-        Model { log_total: (total as f64).ln(), start, trans, emit }
+        let mut first: HashMap<char, PrefixRange> = HashMap::with_capacity(8_000);
+        for i in 0..n_words() {
+            let c = word(i).chars().next().expect("dictionary words are not empty");
+            first.entry(c).or_insert(PrefixRange { lo: i, hi: i }).hi = i + 1;
+        }
+        Model { first, log_total: (total as f64).ln(), start, trans, emit }
+    }
+
+    /// The range of words starting with `frag` (which is not empty).
+    fn range(&self, frag: &str) -> PrefixRange {
+        let c = frag.chars().next().expect("fragment is not empty");
+        let Some(&start) = self.first.get(&c) else {
+            return PrefixRange { lo: 0, hi: 0 };
+        };
+        if frag.len() == c.len_utf8() {
+            start
+        } else {
+            start.narrow(frag)
+        }
     }
 
     /// `FREQ.get(frag)` (see [`PrefixRange::freq`]).
     fn freq(&self, frag: &str) -> Option<u64> {
-        PrefixRange::all().narrow(frag).freq(frag)
+        self.range(frag).freq(frag)
     }
 }
 
@@ -213,11 +229,13 @@ fn cut_dag<'a>(m: &Model, block: &'a str, out: &mut Vec<&'a str>) {
     let dag: Vec<Vec<(usize, u64)>> = (0..n)
         .map(|k| {
             let mut ends = Vec::new();
-            let mut range = PrefixRange::all();
+            let mut range = m.range(slice(k, k + 1));
             let mut i = k;
             while i < n {
                 let frag = slice(k, i + 1);
-                range = range.narrow(frag);
+                if i > k {
+                    range = range.narrow(frag);
+                }
                 match range.freq(frag) {
                     Some(f) => {
                         if f > 0 {

@@ -18,7 +18,7 @@
 //!   have overflowed, given the frames already on the stack when LongBench's `eval.py` calls
 //!   the metric ([`RECURSION_HEADROOM_EN`], [`RECURSION_HEADROOM_ZH`]).
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use super::{jieba, pytext};
 
@@ -69,31 +69,53 @@ pub fn rouge_l_f(hypothesis: &str, reference: &str, headroom: usize) -> Result<f
     if hyp.is_empty() || refs.is_empty() {
         return Err(RougeFailure::Empty);
     }
-    let hyp_words: Vec<Vec<&str>> = hyp.iter().map(|s| s.split(' ').collect()).collect();
-    let ref_words: Vec<Vec<&str>> = refs.iter().map(|s| s.split(' ').collect()).collect();
-    let distinct = |ws: &[Vec<&str>]| ws.iter().flatten().copied().collect::<HashSet<&str>>().len();
+    // Words become small integers, so the LCS tables compare numbers, not strings; the
+    // distinct-word counts and the union of LCS words are then counts of distinct ids.
+    let mut ids: HashMap<&str, u32> = HashMap::new();
+    fn intern<'a>(ids: &mut HashMap<&'a str, u32>, sentences: &'a [String]) -> Vec<Vec<u32>> {
+        sentences
+            .iter()
+            .map(|s| {
+                s.split(' ')
+                    .map(|w| {
+                        let next = ids.len() as u32;
+                        *ids.entry(w).or_insert(next)
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+    let ref_words = intern(&mut ids, &refs);
+    let hyp_words = intern(&mut ids, &hyp);
+    let n_ids = ids.len();
+    let distinct = |ws: &[Vec<u32>]| {
+        let mut seen = vec![false; n_ids];
+        ws.iter().flatten().filter(|&&w| !std::mem::replace(&mut seen[w as usize], true)).count()
+    };
     let m = distinct(&ref_words);
     let n = distinct(&hyp_words);
     let max_frames = PYTHON_RECURSION_LIMIT.saturating_sub(headroom);
-    let mut union: HashSet<&str> = HashSet::new();
+    let mut union = vec![false; n_ids];
+    let mut table = Vec::new();
     for r in &ref_words {
         for h in &hyp_words {
-            recon_lcs_words(r, h, max_frames, &mut union)?;
+            recon_lcs_words(r, h, max_frames, &mut table, &mut union)?;
         }
     }
-    let llcs = union.len() as f64;
+    let llcs = union.iter().filter(|&&u| u).count() as f64;
     let r_lcs = llcs / m as f64;
     let p_lcs = llcs / n as f64;
     Ok(2.0 * ((p_lcs * r_lcs) / (p_lcs + r_lcs + 1e-8)))
 }
 
-/// Adds the words on `_recon_lcs(x, y)`'s path to `out`, or fails if the recursion would have
-/// needed more than `max_frames` frames.
-fn recon_lcs_words<'a>(
-    x: &[&'a str],
-    y: &[&'a str],
+/// Marks the words on `_recon_lcs(x, y)`'s path in `union`, or fails if the recursion would
+/// have needed more than `max_frames` frames. `table` is scratch space.
+fn recon_lcs_words(
+    x: &[u32],
+    y: &[u32],
     max_frames: usize,
-    out: &mut HashSet<&'a str>,
+    table: &mut Vec<u16>,
+    union: &mut [bool],
 ) -> Result<(), RougeFailure> {
     let (n, m) = (x.len(), y.len());
     // Every step lowers i or j by at most one and the recursion stops when either reaches 0,
@@ -103,14 +125,13 @@ fn recon_lcs_words<'a>(
     }
     // LCS table; entries are at most min(n, m) < max_frames, so u16 is enough.
     let width = m + 1;
-    let mut table = vec![0u16; (n + 1) * width];
+    table.clear();
+    table.resize((n + 1) * width, 0);
     for i in 1..=n {
+        let (prev, cur) = table[(i - 1) * width..(i + 1) * width].split_at_mut(width);
+        let xi = x[i - 1];
         for j in 1..=m {
-            table[i * width + j] = if x[i - 1] == y[j - 1] {
-                table[(i - 1) * width + j - 1] + 1
-            } else {
-                table[(i - 1) * width + j].max(table[i * width + j - 1])
-            };
+            cur[j] = if xi == y[j - 1] { prev[j - 1] + 1 } else { prev[j].max(cur[j - 1]) };
         }
     }
     // Walk `_recon`'s path first, counting frames, and only then record the words: a
@@ -133,7 +154,9 @@ fn recon_lcs_words<'a>(
             return Err(RougeFailure::Recursion);
         }
     }
-    out.extend(words);
+    for w in words {
+        union[w as usize] = true;
+    }
     Ok(())
 }
 
