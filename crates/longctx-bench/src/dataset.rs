@@ -220,7 +220,10 @@ fn load_from_zip(zip_path: &Path, file: &str) -> Result<Vec<Sample>> {
         let name = [member.as_str(), file]
             .into_iter()
             .find(|n| archive.index_for_name(n).is_some())
-            .ok_or_else(|| Error::MissingDatasetFile { location: zip_path.display().to_string(), file: member.clone() })?
+            .ok_or_else(|| Error::MissingDatasetFile {
+                location: zip_path.display().to_string(),
+                file: member.clone(),
+            })?
             .to_string();
         let mut entry = archive.by_name(&name).map_err(|e| Error::Parse {
             path: zip_path.to_path_buf(),
@@ -243,9 +246,7 @@ fn hub_file(repo: &str, revision: &str, file: &str) -> Result<PathBuf> {
     #[cfg(feature = "hub")]
     {
         let hub_error = |message: String| Error::Hub { repo: repo.to_string(), file: file.to_string(), message };
-        let api = hf_hub::api::sync::ApiBuilder::from_env()
-            .build()
-            .map_err(|e| hub_error(e.to_string()))?;
+        let api = hf_hub::api::sync::ApiBuilder::from_env().build().map_err(|e| hub_error(e.to_string()))?;
         let repo_handle =
             api.repo(hf_hub::Repo::with_revision(repo.to_string(), hf_hub::RepoType::Dataset, revision.to_string()));
         repo_handle.get(file).map_err(|e| hub_error(e.to_string()))

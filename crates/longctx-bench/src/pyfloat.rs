@@ -78,7 +78,7 @@ pub fn py_repr(x: f64) -> String {
     let exp: i32 = exp.parse().expect("integer exponent");
     let (sign, mantissa) = mantissa.strip_prefix('-').map_or(("", mantissa), |m| ("-", m));
     let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
-    let ndigits = digits.len() as i32;
+    let ndigits = i32::try_from(digits.len()).expect("a double has at most 17 significant digits");
     if (-4..16).contains(&exp) {
         if exp < 0 {
             format!("{sign}0.{}{digits}", "0".repeat((-exp - 1) as usize))

@@ -131,7 +131,8 @@ pub fn prediction_files(dir: &Path, suite: Suite) -> Result<Vec<(&'static Datase
     let mut out: Vec<(&'static DatasetSpec, PathBuf)> = Vec::with_capacity(files.len());
     for name in files {
         let stem = name.split('.').next().unwrap_or_default();
-        let spec = dataset(stem).map_err(|e| Error::Parse { path: dir.join(&name), line: 0, message: e.to_string() })?;
+        let spec =
+            dataset(stem).map_err(|e| Error::Parse { path: dir.join(&name), line: 0, message: e.to_string() })?;
         if suite == Suite::LongBenchE && !spec.in_longbench_e {
             // eval.py --e scores any LongBench dataset per bucket; so do we, with a warning.
             tracing::warn!("{name}: `{}` is not a LongBench-E dataset; scoring it per length bucket anyway", spec.name);
@@ -180,8 +181,11 @@ pub fn score_predictions(
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            sample_score(spec, &p.pred, &p.answers, all_classes, &options.metric)
-                .map_err(|source| Error::Metric { path: path.to_path_buf(), line: i + 1, source })
+            sample_score(spec, &p.pred, &p.answers, all_classes, &options.metric).map_err(|source| Error::Metric {
+                path: path.to_path_buf(),
+                line: i + 1,
+                source,
+            })
         })
         .collect::<Result<Vec<f64>>>()?;
     let (score, buckets) = match options.suite {
@@ -243,8 +247,11 @@ impl ScoreReport {
                 match d.score {
                     DatasetScore::Total(x) => format!("    {key}: {}", py_repr(x)),
                     DatasetScore::Buckets(b) => {
-                        let inner: Vec<String> =
-                            BUCKETS.iter().zip(b).map(|(name, x)| format!("        \"{name}\": {}", py_repr(x))).collect();
+                        let inner: Vec<String> = BUCKETS
+                            .iter()
+                            .zip(b)
+                            .map(|(name, x)| format!("        \"{name}\": {}", py_repr(x)))
+                            .collect();
                         format!("    {key}: {{\n{}\n    }}", inner.join(",\n"))
                     }
                 }

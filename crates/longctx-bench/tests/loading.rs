@@ -16,7 +16,9 @@ fn shared() -> PathBuf {
 #[test]
 fn loads_every_real_record() {
     let source = DataSource::local(shared());
-    for (name, n) in [("multi_news", 200), ("multifieldqa_zh", 200), ("passage_retrieval_zh", 200), ("qasper", 1), ("trec", 1)] {
+    for (name, n) in
+        [("multi_news", 200), ("multifieldqa_zh", 200), ("passage_retrieval_zh", 200), ("qasper", 1), ("trec", 1)]
+    {
         let samples = load(&source, name, Suite::LongBench).unwrap();
         assert_eq!(samples.len(), n, "{name}");
         let spec = longctx_bench::dataset::dataset(name).unwrap();

@@ -52,7 +52,12 @@ fn check_dir(dir: &Path, min_samples: usize, backends: &[(FuzzBackend, &str)]) {
                 mismatches.push(format!("{name}:{line}: longctx {s} oracle {want}"));
             }
         }
-        assert!(mismatches.is_empty(), "{} per-sample mismatches ({suffix}):\n{}", mismatches.len(), mismatches.join("\n"));
+        assert!(
+            mismatches.is_empty(),
+            "{} per-sample mismatches ({suffix}):\n{}",
+            mismatches.len(),
+            mismatches.join("\n")
+        );
         let want = std::fs::read_to_string(dir.join(format!("result{suffix}.json"))).unwrap();
         assert_eq!(report.result_json(), want, "result{suffix}.json");
         let report_e = score(dir, Suite::LongBenchE, fuzz);

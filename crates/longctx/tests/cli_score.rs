@@ -119,7 +119,8 @@ fn empty_dir_and_empty_file_are_errors() {
 #[test]
 fn longbench_e_needs_lengths() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("qasper.jsonl"), "{\"pred\": \"x\", \"answers\": [\"x\"], \"all_classes\": null}\n").unwrap();
+    std::fs::write(dir.path().join("qasper.jsonl"), "{\"pred\": \"x\", \"answers\": [\"x\"], \"all_classes\": null}\n")
+        .unwrap();
     let out = longctx(&["score", dir.path().to_str().unwrap(), "--longbench-e"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("qasper.jsonl:1: no `length`"), "{}", stderr(&out));

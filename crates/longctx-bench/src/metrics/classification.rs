@@ -8,8 +8,7 @@
 /// survives even if it should have been removed. `list.remove` deletes the *first* equal
 /// element. The score is `1 / len(list)` when the ground truth is in the list, else 0.
 pub fn classification(prediction: &str, ground_truth: &str, all_classes: &[String]) -> f64 {
-    let mut matches: Vec<&str> =
-        all_classes.iter().map(String::as_str).filter(|c| prediction.contains(c)).collect();
+    let mut matches: Vec<&str> = all_classes.iter().map(String::as_str).filter(|c| prediction.contains(c)).collect();
     // Python's list iterator: an index that advances after each step, over a list that shrinks.
     let mut idx = 0;
     while idx < matches.len() {

@@ -67,7 +67,7 @@ mod tests {
         // Deterministic pseudo-random strings over a small alphabet, across word boundaries.
         let mut state = 12345u64;
         let mut next = || {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
             (state >> 33) as usize
         };
         for len_a in [1, 5, 63, 64, 65, 130, 200] {

@@ -25,8 +25,7 @@ pub use code_sim::{code_sim, fuzz_ratio, FuzzBackend};
 pub use qa_f1::{qa_f1, qa_f1_zh};
 pub use retrieval::{count, retrieval};
 pub use rouge::{
-    rouge, rouge_l_f, rouge_zh, RougeFailure, PYTHON_RECURSION_LIMIT, RECURSION_HEADROOM_EN,
-    RECURSION_HEADROOM_ZH,
+    rouge, rouge_l_f, rouge_zh, RougeFailure, PYTHON_RECURSION_LIMIT, RECURSION_HEADROOM_EN, RECURSION_HEADROOM_ZH,
 };
 
 /// The metric of a LongBench dataset (`dataset2metric` of eval.py).

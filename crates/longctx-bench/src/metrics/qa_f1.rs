@@ -28,11 +28,8 @@ fn remove_articles(text: &str) -> String {
     let mut i = 0;
     while i < chars.len() {
         let starts_with = |w: &str| chars[i..].iter().copied().take(w.len()).eq(w.chars());
-        let matched = if boundary(i) {
-            ARTICLES.iter().find(|w| starts_with(w) && boundary(i + w.len()))
-        } else {
-            None
-        };
+        let matched =
+            if boundary(i) { ARTICLES.iter().find(|w| starts_with(w) && boundary(i + w.len())) } else { None };
         if let Some(w) = matched {
             out.push(' ');
             i += w.len();

@@ -72,19 +72,6 @@ pub fn rouge_l_f(hypothesis: &str, reference: &str, headroom: usize) -> Result<f
     // Words become small integers, so the LCS tables compare numbers, not strings; the
     // distinct-word counts and the union of LCS words are then counts of distinct ids.
     let mut ids: HashMap<&str, u32> = HashMap::new();
-    fn intern<'a>(ids: &mut HashMap<&'a str, u32>, sentences: &'a [String]) -> Vec<Vec<u32>> {
-        sentences
-            .iter()
-            .map(|s| {
-                s.split(' ')
-                    .map(|w| {
-                        let next = ids.len() as u32;
-                        *ids.entry(w).or_insert(next)
-                    })
-                    .collect()
-            })
-            .collect()
-    }
     let ref_words = intern(&mut ids, &refs);
     let hyp_words = intern(&mut ids, &hyp);
     let n_ids = ids.len();
@@ -106,6 +93,21 @@ pub fn rouge_l_f(hypothesis: &str, reference: &str, headroom: usize) -> Result<f
     let r_lcs = llcs / m as f64;
     let p_lcs = llcs / n as f64;
     Ok(2.0 * ((p_lcs * r_lcs) / (p_lcs + r_lcs + 1e-8)))
+}
+
+/// Replaces each word of each sentence by its id in `ids` (new words get the next id).
+fn intern<'a>(ids: &mut HashMap<&'a str, u32>, sentences: &'a [String]) -> Vec<Vec<u32>> {
+    sentences
+        .iter()
+        .map(|s| {
+            s.split(' ')
+                .map(|w| {
+                    let next = ids.len() as u32;
+                    *ids.entry(w).or_insert(next)
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// Marks the words on `_recon_lcs(x, y)`'s path in `union`, or fails if the recursion would
