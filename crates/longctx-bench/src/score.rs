@@ -149,15 +149,26 @@ pub fn prediction_files(dir: &Path, suite: Suite) -> Result<Vec<(&'static Datase
     Ok(out)
 }
 
-/// Reads a prediction file; a malformed line is reported with its number.
+/// Reads a prediction file; a malformed line is reported with its number. Blank lines at the
+/// end of the file are ignored; a blank line between predictions is an error (eval.py fails
+/// on it too), so that line `N` of the file is always prediction `N`.
 pub fn read_predictions(path: &Path) -> Result<Vec<Prediction>> {
     let reader = BufReader::new(fs_err::File::open(path)?);
     let mut predictions = Vec::new();
+    let mut blank = None;
     for (i, line) in reader.lines().enumerate() {
         let parse = |message: String| Error::Parse { path: path.to_path_buf(), line: i + 1, message };
         let line = line.map_err(|e| parse(e.to_string()))?;
         if line.trim().is_empty() {
+            blank.get_or_insert(i + 1);
             continue;
+        }
+        if let Some(b) = blank {
+            return Err(Error::Parse {
+                path: path.to_path_buf(),
+                line: b,
+                message: "blank line between predictions".into(),
+            });
         }
         let p: Prediction =
             serde_json::from_str(&line).map_err(|e| parse(format!("not a LongBench prediction line: {e}")))?;

@@ -85,6 +85,16 @@ fn malformed_line_names_file_and_line() {
     let err = stderr(&out);
     assert!(err.contains("qasper.jsonl:2:"), "{err}");
     assert!(!dir.path().join("result.json").exists());
+
+    // A blank line between predictions is named; trailing blank lines are fine.
+    let line = "{\"pred\": \"x\", \"answers\": [\"x\"], \"all_classes\": null, \"length\": 10}\n";
+    std::fs::write(dir.path().join("qasper.jsonl"), format!("{line}\n{line}")).unwrap();
+    let out = longctx(&["score", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("qasper.jsonl:2: blank line between predictions"), "{}", stderr(&out));
+    std::fs::write(dir.path().join("qasper.jsonl"), format!("{line}{line}\n\n")).unwrap();
+    let out = longctx(&["score", dir.path().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
 }
 
 #[test]
