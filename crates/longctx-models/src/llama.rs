@@ -1,0 +1,408 @@
+//! One decoder for the Llama family — Llama 2/3/3.1/3.2, SmolLM2, Mistral, Qwen2/2.5 — after
+//! transformers' `modeling_llama.py` / `modeling_mistral.py` / `modeling_qwen2.py` (4.46.3):
+//! q/k/v biases (Qwen2), a sliding attention window (Mistral) and tied embeddings are
+//! configuration, not copies of the model.
+//!
+//! Attention runs in query chunks against the KV cache, so that no `n × n` score matrix is
+//! materialised: peak memory is the weights, the cache and `O(chunk × n)`. Everything is plain
+//! tensor arithmetic (the softmax included), so the forward pass stays differentiable.
+
+use candle_core::{DType, Device, Module, Tensor, D};
+use candle_nn::{Embedding, Linear, VarBuilder};
+use serde::Deserialize;
+
+use crate::config::{parse_rope_scaling, ConfigError};
+use crate::rope::{RopeParams, RopeScaling, RotaryState};
+
+/// `config.json` of a Llama-family model (the fields the decoder reads).
+#[derive(Debug, Clone, Deserialize)]
+pub struct LlamaHfConfig {
+    /// `llama`, `mistral` or `qwen2`.
+    #[serde(default = "default_model_type")]
+    pub model_type: String,
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// Model width.
+    pub hidden_size: usize,
+    /// MLP width.
+    pub intermediate_size: usize,
+    /// Number of decoder layers.
+    pub num_hidden_layers: usize,
+    /// Number of query heads.
+    pub num_attention_heads: usize,
+    /// Number of key/value heads (grouped-query attention); defaults to the query heads.
+    #[serde(default)]
+    pub num_key_value_heads: Option<usize>,
+    /// Explicit head dimension.
+    #[serde(default)]
+    pub head_dim: Option<usize>,
+    /// RMSNorm epsilon.
+    #[serde(default = "default_eps")]
+    pub rms_norm_eps: f64,
+    /// RoPE base.
+    #[serde(default = "default_theta")]
+    pub rope_theta: f64,
+    /// Trained context length.
+    pub max_position_embeddings: usize,
+    /// `rope_scaling` as written.
+    #[serde(default)]
+    pub rope_scaling: Option<serde_json::Value>,
+    /// Biases on q/k/v/o (Llama's `attention_bias`).
+    #[serde(default)]
+    pub attention_bias: bool,
+    /// lm_head shares the embedding matrix.
+    #[serde(default)]
+    pub tie_word_embeddings: bool,
+    /// Mistral's attention window.
+    #[serde(default)]
+    pub sliding_window: Option<usize>,
+    /// Qwen2 applies its window only with this set.
+    #[serde(default)]
+    pub use_sliding_window: Option<bool>,
+    /// Activation; only `silu` is supported.
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+}
+
+fn default_model_type() -> String {
+    "llama".into()
+}
+fn default_eps() -> f64 {
+    1e-6
+}
+fn default_theta() -> f64 {
+    10_000.0
+}
+fn default_act() -> String {
+    "silu".into()
+}
+
+/// The resolved decoder configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// Model width.
+    pub hidden_size: usize,
+    /// MLP width.
+    pub intermediate_size: usize,
+    /// Decoder layers.
+    pub num_layers: usize,
+    /// Query heads.
+    pub num_heads: usize,
+    /// Key/value heads.
+    pub num_kv_heads: usize,
+    /// Head dimension.
+    pub head_dim: usize,
+    /// RMSNorm epsilon.
+    pub rms_norm_eps: f64,
+    /// Bias on q, k, v (Qwen2; Llama with `attention_bias`).
+    pub qkv_bias: bool,
+    /// Bias on o (Llama with `attention_bias`).
+    pub o_bias: bool,
+    /// lm_head is the embedding matrix.
+    pub tie_word_embeddings: bool,
+    /// A key is visible to a query at most `window - 1` positions after it.
+    pub sliding_window: Option<usize>,
+    /// Rotary embedding parameters.
+    pub rope: RopeParams,
+}
+
+impl LlamaHfConfig {
+    /// Resolves the raw config, with an optional RoPE scaling override.
+    pub fn into_config(self, rope_override: Option<RopeScaling>) -> Result<Config, ConfigError> {
+        if self.hidden_act != "silu" {
+            return Err(ConfigError::Unsupported(format!("hidden_act `{}`", self.hidden_act)));
+        }
+        let head_dim = self.head_dim.unwrap_or(self.hidden_size / self.num_attention_heads);
+        let scaling = match (rope_override, &self.rope_scaling) {
+            (Some(s), _) => s,
+            (None, None | Some(serde_json::Value::Null)) => RopeScaling::None,
+            (None, Some(v)) => parse_rope_scaling(v)?,
+        };
+        let (qkv_bias, o_bias, sliding_window) = match self.model_type.as_str() {
+            "llama" => (self.attention_bias, self.attention_bias, None),
+            "mistral" => (false, false, self.sliding_window),
+            "qwen2" => (true, false, if self.use_sliding_window == Some(true) { self.sliding_window } else { None }),
+            other => return Err(ConfigError::Unsupported(format!("model_type `{other}`"))),
+        };
+        Ok(Config {
+            vocab_size: self.vocab_size,
+            hidden_size: self.hidden_size,
+            intermediate_size: self.intermediate_size,
+            num_layers: self.num_hidden_layers,
+            num_heads: self.num_attention_heads,
+            num_kv_heads: self.num_key_value_heads.unwrap_or(self.num_attention_heads),
+            head_dim,
+            rms_norm_eps: self.rms_norm_eps,
+            qkv_bias,
+            o_bias,
+            tie_word_embeddings: self.tie_word_embeddings,
+            sliding_window,
+            rope: RopeParams {
+                head_dim,
+                partial_rotary_factor: 1.0,
+                theta: self.rope_theta,
+                max_position_embeddings: self.max_position_embeddings,
+                scaling,
+            },
+        })
+    }
+}
+
+/// A causal language model with a KV cache: the interface every runtime model implements.
+pub trait CausalLm {
+    /// Logits `[batch, seq, vocab]` for `ids` `[batch, seq]` placed after the `offset` tokens
+    /// already in the cache; the new keys and values are appended to it.
+    fn forward(&mut self, ids: &Tensor, offset: usize) -> candle_core::Result<Tensor>;
+    /// Empties the KV cache and resets position-dependent state.
+    fn reset(&mut self);
+    /// The model's configuration.
+    fn config(&self) -> &Config;
+}
+
+struct RmsNorm {
+    weight: Tensor,
+    eps: f64,
+}
+
+impl RmsNorm {
+    fn new(size: usize, eps: f64, vb: VarBuilder) -> candle_core::Result<Self> {
+        Ok(Self { weight: vb.get(size, "weight")?, eps })
+    }
+
+    /// `x * rsqrt(mean(x²) + eps) * weight`, in f32.
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let dtype = x.dtype();
+        let x = x.to_dtype(DType::F32)?;
+        let variance = x.sqr()?.mean_keepdim(D::Minus1)?;
+        let normed = x.broadcast_div(&(variance + self.eps)?.sqrt()?)?;
+        normed.to_dtype(dtype)?.broadcast_mul(&self.weight)
+    }
+}
+
+fn linear(in_dim: usize, out_dim: usize, bias: bool, vb: VarBuilder) -> candle_core::Result<Linear> {
+    if bias {
+        candle_nn::linear(in_dim, out_dim, vb)
+    } else {
+        candle_nn::linear_no_bias(in_dim, out_dim, vb)
+    }
+}
+
+struct Attention {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    num_heads: usize,
+    num_kv_heads: usize,
+    head_dim: usize,
+    sliding_window: Option<usize>,
+    cache: Option<(Tensor, Tensor)>,
+    /// Queries per attention chunk.
+    chunk: usize,
+}
+
+/// `x * cos + rotate_half(x) * sin` for `x` `[b, h, s, d]` and cos/sin `[s, d]`.
+fn apply_rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> candle_core::Result<Tensor> {
+    let d = x.dim(D::Minus1)?;
+    let x1 = x.narrow(D::Minus1, 0, d / 2)?;
+    let x2 = x.narrow(D::Minus1, d / 2, d / 2)?;
+    let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
+    x.broadcast_mul(cos)? + rotated.broadcast_mul(sin)?
+}
+
+/// `[b, kvh, n, d]` → `[b, kvh * rep, n, d]` (`repeat_kv`).
+fn repeat_kv(x: &Tensor, rep: usize) -> candle_core::Result<Tensor> {
+    if rep == 1 {
+        return Ok(x.clone());
+    }
+    let (b, kvh, n, d) = x.dims4()?;
+    x.unsqueeze(2)?.expand((b, kvh, rep, n, d))?.reshape((b, kvh * rep, n, d))
+}
+
+/// Default number of queries per attention chunk.
+pub const ATTENTION_CHUNK: usize = 256;
+
+impl Attention {
+    fn new(cfg: &Config, vb: VarBuilder) -> candle_core::Result<Self> {
+        let (h, kvh, d) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
+        Ok(Self {
+            q: linear(cfg.hidden_size, h * d, cfg.qkv_bias, vb.pp("q_proj"))?,
+            k: linear(cfg.hidden_size, kvh * d, cfg.qkv_bias, vb.pp("k_proj"))?,
+            v: linear(cfg.hidden_size, kvh * d, cfg.qkv_bias, vb.pp("v_proj"))?,
+            o: linear(h * d, cfg.hidden_size, cfg.o_bias, vb.pp("o_proj"))?,
+            num_heads: h,
+            num_kv_heads: kvh,
+            head_dim: d,
+            sliding_window: cfg.sliding_window,
+            cache: None,
+            chunk: ATTENTION_CHUNK,
+        })
+    }
+
+    fn forward(&mut self, x: &Tensor, cos: &Tensor, sin: &Tensor, offset: usize) -> candle_core::Result<Tensor> {
+        let (b, s, _) = x.dims3()?;
+        let split = |t: Tensor, heads: usize| t.reshape((b, s, heads, self.head_dim))?.transpose(1, 2)?.contiguous();
+        let q = apply_rope(&split(self.q.forward(x)?, self.num_heads)?, cos, sin)?;
+        let k = apply_rope(&split(self.k.forward(x)?, self.num_kv_heads)?, cos, sin)?;
+        let v = split(self.v.forward(x)?, self.num_kv_heads)?;
+        let (k, v) = match &self.cache {
+            Some((ck, cv)) => (Tensor::cat(&[ck, &k], 2)?, Tensor::cat(&[cv, &v], 2)?),
+            None => (k, v),
+        };
+        self.cache = Some((k.clone(), v.clone()));
+        let rep = self.num_heads / self.num_kv_heads;
+        let k = repeat_kv(&k, rep)?;
+        let v = repeat_kv(&v, rep)?;
+        let n = k.dim(2)?;
+        let scale = 1.0 / (self.head_dim as f64).sqrt();
+        let kt = k.transpose(2, 3)?.contiguous()?;
+        let mut outputs = Vec::with_capacity(s.div_ceil(self.chunk));
+        for start in (0..s).step_by(self.chunk) {
+            let len = self.chunk.min(s - start);
+            let qc = q.narrow(2, start, len)?;
+            let scores = (qc.matmul(&kt)? * scale)?;
+            let mask = self.mask(offset + start, len, n, x.device())?;
+            let scores = scores.broadcast_add(&mask)?;
+            // Softmax written out (max-subtracted), so that it has a backward pass.
+            let max = scores.max_keepdim(D::Minus1)?;
+            let e = scores.broadcast_sub(&max)?.exp()?;
+            let p = e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?;
+            outputs.push(p.matmul(&v)?);
+        }
+        let out = Tensor::cat(&outputs, 2)?;
+        let out = out.transpose(1, 2)?.reshape((b, s, self.num_heads * self.head_dim))?;
+        self.o.forward(&out)
+    }
+
+    /// Additive mask `[len, n]` for queries at positions `first..first + len` over keys `0..n`.
+    fn mask(&self, first: usize, len: usize, n: usize, device: &Device) -> candle_core::Result<Tensor> {
+        let mut m = vec![0f32; len * n];
+        for i in 0..len {
+            let qp = first + i;
+            for (kp, slot) in m[i * n..(i + 1) * n].iter_mut().enumerate() {
+                let visible = kp <= qp && self.sliding_window.is_none_or(|w| kp + w > qp);
+                if !visible {
+                    *slot = f32::NEG_INFINITY;
+                }
+            }
+        }
+        Tensor::from_vec(m, (len, n), device)
+    }
+}
+
+struct Mlp {
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+}
+
+impl Mlp {
+    fn new(cfg: &Config, vb: VarBuilder) -> candle_core::Result<Self> {
+        Ok(Self {
+            gate: linear(cfg.hidden_size, cfg.intermediate_size, false, vb.pp("gate_proj"))?,
+            up: linear(cfg.hidden_size, cfg.intermediate_size, false, vb.pp("up_proj"))?,
+            down: linear(cfg.intermediate_size, cfg.hidden_size, false, vb.pp("down_proj"))?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let gate = self.gate.forward(x)?;
+        // silu(x) = x * sigmoid(x), written out to stay differentiable.
+        let silu = (&gate * (gate.neg()?.exp()? + 1.0)?.recip()?)?;
+        self.down.forward(&(silu * self.up.forward(x)?)?)
+    }
+}
+
+struct Layer {
+    input_norm: RmsNorm,
+    attn: Attention,
+    post_norm: RmsNorm,
+    mlp: Mlp,
+}
+
+/// The decoder with its LM head and KV cache.
+pub struct Llama {
+    embed: Embedding,
+    layers: Vec<Layer>,
+    norm: RmsNorm,
+    lm_head: Linear,
+    rotary: RotaryState,
+    config: Config,
+}
+
+impl Llama {
+    /// Builds the model from weights named as in Hugging Face checkpoints (`model.layers.0…`).
+    pub fn new(config: Config, vb: VarBuilder) -> candle_core::Result<Self> {
+        let m = vb.pp("model");
+        let embed = candle_nn::embedding(config.vocab_size, config.hidden_size, m.pp("embed_tokens"))?;
+        let layers = (0..config.num_layers)
+            .map(|i| {
+                let l = m.pp(format!("layers.{i}"));
+                Ok(Layer {
+                    input_norm: RmsNorm::new(config.hidden_size, config.rms_norm_eps, l.pp("input_layernorm"))?,
+                    attn: Attention::new(&config, l.pp("self_attn"))?,
+                    post_norm: RmsNorm::new(config.hidden_size, config.rms_norm_eps, l.pp("post_attention_layernorm"))?,
+                    mlp: Mlp::new(&config, l.pp("mlp"))?,
+                })
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let norm = RmsNorm::new(config.hidden_size, config.rms_norm_eps, m.pp("norm"))?;
+        let lm_head = if config.tie_word_embeddings {
+            Linear::new(embed.embeddings().clone(), None)
+        } else {
+            candle_nn::linear_no_bias(config.hidden_size, config.vocab_size, vb.pp("lm_head"))?
+        };
+        Ok(Self { embed, layers, norm, lm_head, rotary: RotaryState::new(config.rope), config })
+    }
+
+    /// Sets how many queries attend at once (memory `O(chunk × n)` per head); results do not
+    /// depend on it beyond float rounding.
+    pub fn set_attention_chunk(&mut self, chunk: usize) {
+        for layer in &mut self.layers {
+            layer.attn.chunk = chunk.max(1);
+        }
+    }
+
+    /// Tokens in the KV cache.
+    pub fn cached_tokens(&self) -> usize {
+        self.layers.first().and_then(|l| l.attn.cache.as_ref()).map_or(0, |(k, _)| k.dim(2).unwrap_or(0))
+    }
+}
+
+impl CausalLm for Llama {
+    fn forward(&mut self, ids: &Tensor, offset: usize) -> candle_core::Result<Tensor> {
+        let (_, s) = ids.dims2()?;
+        let device = ids.device().clone();
+        self.rotary.update(offset + s - 1);
+        let (mut cos, mut sin) = (Vec::new(), Vec::new());
+        for p in offset..offset + s {
+            let (c, si) = self.rotary.cos_sin(p);
+            cos.extend(c);
+            sin.extend(si);
+        }
+        let d = self.config.head_dim;
+        let cos = Tensor::from_vec(cos, (s, d), &device)?;
+        let sin = Tensor::from_vec(sin, (s, d), &device)?;
+        let mut h = self.embed.forward(ids)?;
+        for layer in &mut self.layers {
+            let a = layer.attn.forward(&layer.input_norm.forward(&h)?, &cos, &sin, offset)?;
+            h = (h + a)?;
+            let m = layer.mlp.forward(&layer.post_norm.forward(&h)?)?;
+            h = (h + m)?;
+        }
+        self.lm_head.forward(&self.norm.forward(&h)?)
+    }
+
+    fn reset(&mut self) {
+        for layer in &mut self.layers {
+            layer.attn.cache = None;
+        }
+        self.rotary = RotaryState::new(self.config.rope);
+    }
+
+    fn config(&self) -> &Config {
+        &self.config
+    }
+}
