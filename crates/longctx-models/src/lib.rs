@@ -14,6 +14,29 @@
 
 pub mod config;
 pub mod llama;
+pub mod load;
+pub mod perplexity;
 pub mod rope;
+pub mod tokenizer;
 
 pub use config::{ConfigError, HfConfig};
+
+/// Errors of the model runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// A bad or unsupported configuration.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A model directory or file that cannot be loaded.
+    #[error("{0}")]
+    Load(String),
+    /// A tensor operation failed (shapes, dtypes, missing weights).
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+    /// The tokenizer failed.
+    #[error(transparent)]
+    Tokenizer(#[from] longctx_core::TokenizeError),
+    /// A file-system error (the message names the path).
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}

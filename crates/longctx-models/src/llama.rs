@@ -155,8 +155,11 @@ pub trait CausalLm {
     /// Logits `[batch, seq, vocab]` for `ids` `[batch, seq]` placed after the `offset` tokens
     /// already in the cache; the new keys and values are appended to it.
     fn forward(&mut self, ids: &Tensor, offset: usize) -> candle_core::Result<Tensor>;
-    /// Empties the KV cache and resets position-dependent state.
+    /// Empties the KV cache and resets position-dependent state (dynamic-NTK frequencies).
     fn reset(&mut self);
+    /// Empties the KV cache only; the rotary state carries over, as transformers' rotary
+    /// module does between calls.
+    fn clear_cache(&mut self);
     /// The model's configuration.
     fn config(&self) -> &Config;
 }
@@ -396,10 +399,14 @@ impl CausalLm for Llama {
     }
 
     fn reset(&mut self) {
+        self.clear_cache();
+        self.rotary = RotaryState::new(self.config.rope);
+    }
+
+    fn clear_cache(&mut self) {
         for layer in &mut self.layers {
             layer.attn.cache = None;
         }
-        self.rotary = RotaryState::new(self.config.rope);
     }
 
     fn config(&self) -> &Config {

@@ -1,0 +1,62 @@
+//! Perplexity of a text with a fixed-length window, by Hugging Face's procedure for
+//! fixed-length models ("Perplexity of fixed-length models" in the transformers docs): windows
+//! of `context` tokens starting every `stride` tokens; each window scores the tokens that the
+//! previous window did not reach (the first window all but its first token); the last window
+//! ends at the end of the text. Every window is a fresh forward pass without KV cache; the
+//! model's other state (dynamic-NTK frequencies) carries over as in transformers.
+
+use candle_core::{Device, Tensor, D};
+
+use crate::llama::CausalLm;
+
+/// Result of [`perplexity`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Perplexity {
+    /// Number of scored tokens.
+    pub tokens: usize,
+    /// Sum of their negative log-likelihoods (nats).
+    pub nll_sum: f64,
+    /// `exp(nll_sum / tokens)`.
+    pub ppl: f64,
+    /// NLL of each scored token, in text order (f32, as the model computes it).
+    pub per_token_nll: Vec<f32>,
+}
+
+/// Scores `ids` with windows of `context` tokens moved by `stride`.
+pub fn perplexity(
+    model: &mut dyn CausalLm,
+    ids: &[u32],
+    context: usize,
+    stride: usize,
+    device: &Device,
+    mut on_window: impl FnMut(usize, usize),
+) -> candle_core::Result<Perplexity> {
+    assert!(context >= 2 && stride >= 1 && stride <= context, "context >= 2 and 1 <= stride <= context");
+    let n = ids.len();
+    let mut per_token = Vec::with_capacity(n.saturating_sub(1));
+    let mut prev_end = 0;
+    let mut begin = 0;
+    while begin < n {
+        let end = (begin + context).min(n);
+        let target_len = end - prev_end;
+        model.clear_cache();
+        let window = Tensor::new(&ids[begin..end], device)?.unsqueeze(0)?;
+        let logits = model.forward(&window, 0)?.squeeze(0)?.to_dtype(candle_core::DType::F32)?;
+        let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+        // Row t predicts token t + 1 of the window.
+        let first = (end - begin - target_len).max(1);
+        let targets = Tensor::new(&ids[begin + first..end], device)?;
+        let rows = logp.narrow(0, first - 1, end - begin - first)?;
+        let picked = rows.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)?;
+        per_token.extend(picked.neg()?.to_vec1::<f32>()?);
+        on_window(end, n);
+        prev_end = end;
+        if end == n {
+            break;
+        }
+        begin += stride;
+    }
+    let nll_sum: f64 = per_token.iter().map(|&x| f64::from(x)).sum();
+    let tokens = per_token.len();
+    Ok(Perplexity { tokens, nll_sum, ppl: (nll_sum / tokens as f64).exp(), per_token_nll: per_token })
+}
