@@ -23,6 +23,9 @@ pub(crate) enum Command {
     Score(ScoreArgs),
     /// List the LongBench datasets, or load one and summarise it.
     Datasets(DatasetsArgs),
+    /// Perplexity of a text file with a fixed-length window (Hugging Face's procedure for
+    /// fixed-length models): how far a model, or a RoPE variant, stretches.
+    Perplexity(PerplexityArgs),
 }
 
 /// fuzzywuzzy's backend for the code datasets (lcc, repobench-p).
@@ -66,4 +69,43 @@ pub(crate) struct DatasetsArgs {
     /// Load the LongBench-E file (`<name>_e.jsonl`).
     #[arg(long = "longbench-e", visible_alias = "e")]
     pub(crate) longbench_e: bool,
+}
+
+/// Weight precision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Dtype {
+    /// 32-bit floats (exact comparisons with transformers).
+    F32,
+    /// 16-bit floats.
+    F16,
+    /// bfloat16.
+    Bf16,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PerplexityArgs {
+    /// The model: a Hugging Face directory (config.json, *.safetensors, tokenizer.json).
+    #[arg(long)]
+    pub(crate) model: PathBuf,
+    /// The text to score; it is tokenized without special tokens.
+    #[arg(long)]
+    pub(crate) file: PathBuf,
+    /// Window length in tokens.
+    #[arg(long)]
+    pub(crate) context: usize,
+    /// Distance between window starts (default: the window length).
+    #[arg(long)]
+    pub(crate) stride: Option<usize>,
+    /// Override the model's RoPE scaling: KIND:FACTOR with KIND linear, dynamic, yarn or llama3.
+    #[arg(long, value_name = "KIND:FACTOR")]
+    pub(crate) rope_scaling: Option<String>,
+    /// Also print (or put in the JSON) every scored token's negative log-likelihood.
+    #[arg(long)]
+    pub(crate) per_token: bool,
+    /// Print `{"tokens", "nll_sum", "ppl", "per_token_nll"}` as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Weight precision.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub(crate) dtype: Dtype,
 }

@@ -20,6 +20,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         cli::Command::Score(args) => commands::score::run(&args),
         cli::Command::Datasets(args) => commands::datasets::run(&args),
+        cli::Command::Perplexity(args) => commands::perplexity::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

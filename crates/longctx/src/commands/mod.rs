@@ -1,4 +1,5 @@
 //! One module per subcommand.
 
 pub(crate) mod datasets;
+pub(crate) mod perplexity;
 pub(crate) mod score;
