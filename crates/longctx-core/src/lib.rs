@@ -14,10 +14,12 @@
 //! assert_eq!(s.answers.len(), 1);
 //! ```
 
+mod chat;
 mod prediction;
 mod sample;
 mod tokenizer;
 
+pub use chat::ChatMessage;
 pub use prediction::Prediction;
 pub use sample::Sample;
 pub use tokenizer::{TokenizeError, Tokenizer};

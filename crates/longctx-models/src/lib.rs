@@ -12,7 +12,9 @@
 //! assert_eq!(attention_factor, 1.0);
 //! ```
 
+pub mod chat_template;
 pub mod config;
+pub mod generate;
 pub mod llama;
 pub mod load;
 pub mod perplexity;

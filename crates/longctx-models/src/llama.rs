@@ -62,6 +62,9 @@ pub struct LlamaHfConfig {
     /// Activation; only `silu` is supported.
     #[serde(default = "default_act")]
     pub hidden_act: String,
+    /// End-of-sequence token id(s): a number or a list.
+    #[serde(default)]
+    pub eos_token_id: Option<serde_json::Value>,
 }
 
 fn default_model_type() -> String {
@@ -106,6 +109,8 @@ pub struct Config {
     pub sliding_window: Option<usize>,
     /// Rotary embedding parameters.
     pub rope: RopeParams,
+    /// Tokens that end generation.
+    pub eos_token_ids: Vec<u32>,
 }
 
 impl LlamaHfConfig {
@@ -139,6 +144,13 @@ impl LlamaHfConfig {
             o_bias,
             tie_word_embeddings: self.tie_word_embeddings,
             sliding_window,
+            eos_token_ids: match &self.eos_token_id {
+                Some(serde_json::Value::Number(n)) => n.as_u64().map(|n| n as u32).into_iter().collect(),
+                Some(serde_json::Value::Array(a)) => {
+                    a.iter().filter_map(serde_json::Value::as_u64).map(|n| n as u32).collect()
+                }
+                _ => Vec::new(),
+            },
             rope: RopeParams {
                 head_dim,
                 partial_rotary_factor: 1.0,
