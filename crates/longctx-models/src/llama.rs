@@ -113,6 +113,20 @@ pub struct Config {
     pub eos_token_ids: Vec<u32>,
 }
 
+impl Config {
+    /// Bytes of KV cache for `tokens` tokens with elements of `dtype_bytes` bytes:
+    /// keys and values of every layer and key/value head.
+    pub fn kv_cache_bytes(&self, tokens: usize, dtype_bytes: usize) -> usize {
+        2 * self.num_layers * self.num_kv_heads * self.head_dim * tokens * dtype_bytes
+    }
+
+    /// Bytes of the largest transient attention buffer for a forward pass of `queries` new
+    /// tokens over `tokens` cached ones (scores and probabilities of one query chunk, f32).
+    pub fn attention_scratch_bytes(&self, queries: usize, tokens: usize, chunk: usize) -> usize {
+        2 * self.num_heads * queries.min(chunk) * tokens * 4
+    }
+}
+
 impl LlamaHfConfig {
     /// Resolves the raw config, with an optional RoPE scaling override.
     pub fn into_config(self, rope_override: Option<RopeScaling>) -> Result<Config, ConfigError> {

@@ -1,6 +1,7 @@
 //! Loading a model in Hugging Face layout from a local directory: `config.json`, the weights
-//! (`model.safetensors`, or the shards listed in `model.safetensors.index.json`) and
-//! `tokenizer.json`.
+//! (`model.safetensors`, or the shards listed in `model.safetensors.index.json`),
+//! `tokenizer.json`, the chat template and special tokens of `tokenizer_config.json`, and the
+//! end-of-sequence ids of `generation_config.json`.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -8,6 +9,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 
+use crate::chat_template::ChatTemplate;
 use crate::llama::{Llama, LlamaHfConfig};
 use crate::rope::RopeScaling;
 use crate::tokenizer::HfTokenizer;
@@ -44,6 +46,48 @@ pub struct Loaded {
     pub model: Llama,
     /// Its tokenizer.
     pub tokenizer: HfTokenizer,
+    /// Its chat template (`tokenizer_config.json`), if it has one.
+    pub chat_template: Option<ChatTemplate>,
+    /// Bytes of the weight files.
+    pub weight_bytes: u64,
+}
+
+/// A special token of `tokenizer_config.json`: a string or an `AddedToken` object.
+fn special_token(v: &serde_json::Value) -> Option<String> {
+    v.as_str().map(str::to_string).or_else(|| v.get("content").and_then(|c| c.as_str()).map(str::to_string))
+}
+
+/// The chat template of `tokenizer_config.json` (a string, or a list of named templates of
+/// which `default` is used), compiled with the config's BOS and EOS tokens.
+fn chat_template(dir: &Path) -> Result<Option<ChatTemplate>, ModelError> {
+    let path = dir.join("tokenizer_config.json");
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let cfg: serde_json::Value = serde_json::from_str(&fs_err::read_to_string(&path)?)
+        .map_err(|e| ModelError::Load(format!("{}: {e}", path.display())))?;
+    let source = match &cfg["chat_template"] {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Array(list) => {
+            list.iter().find(|t| t["name"] == "default").and_then(|t| t["template"].as_str()).map(str::to_string)
+        }
+        _ => None,
+    };
+    let Some(source) = source else { return Ok(None) };
+    let bos = special_token(&cfg["bos_token"]).unwrap_or_default();
+    let eos = special_token(&cfg["eos_token"]).unwrap_or_default();
+    ChatTemplate::new(&source, &bos, &eos).map(Some).map_err(|e| ModelError::Load(format!("{}: {e}", path.display())))
+}
+
+/// End-of-sequence ids of `generation_config.json` (a number or a list), if present.
+fn generation_eos(dir: &Path) -> Vec<u32> {
+    let Ok(text) = fs_err::read_to_string(dir.join("generation_config.json")) else { return Vec::new() };
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+    match &v["eos_token_id"] {
+        serde_json::Value::Number(n) => n.as_u64().map(|n| n as u32).into_iter().collect(),
+        serde_json::Value::Array(a) => a.iter().filter_map(serde_json::Value::as_u64).map(|n| n as u32).collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// Loads a Llama-family model directory in `dtype` on `device`, with an optional RoPE override.
@@ -57,13 +101,19 @@ pub fn load_hf_dir(
     let text = fs_err::read_to_string(&config_path)?;
     let raw: LlamaHfConfig =
         serde_json::from_str(&text).map_err(|e| ModelError::Load(format!("{}: {e}", config_path.display())))?;
-    let config = raw.into_config(rope_override)?;
+    let mut config = raw.into_config(rope_override)?;
+    for id in generation_eos(dir) {
+        if !config.eos_token_ids.contains(&id) {
+            config.eos_token_ids.push(id);
+        }
+    }
     let files = weight_files(dir)?;
+    let weight_bytes = files.iter().map(|f| fs_err::metadata(f).map(|m| m.len())).sum::<Result<u64, _>>()?;
     // SAFETY: the weight files are mapped read-only; longctx does not modify them while the
     // model lives, and a user who rewrites them underneath a running process gets garbage,
     // not unsoundness in longctx's own data structures beyond the mapped tensors.
     let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, dtype, device)? };
     let model = Llama::new(config, vb)?;
     let tokenizer = HfTokenizer::from_file(&dir.join("tokenizer.json"))?;
-    Ok(Loaded { model, tokenizer })
+    Ok(Loaded { model, tokenizer, chat_template: chat_template(dir)?, weight_bytes })
 }

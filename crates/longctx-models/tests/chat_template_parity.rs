@@ -16,7 +16,8 @@ struct Fixture {
 
 #[derive(Deserialize)]
 struct Template {
-    template: String,
+    #[serde(rename = "template")]
+    source: String,
     bos_token: Option<String>,
     eos_token: Option<String>,
 }

@@ -26,6 +26,8 @@ pub(crate) enum Command {
     /// Perplexity of a text file with a fixed-length window (Hugging Face's procedure for
     /// fixed-length models): how far a model, or a RoPE variant, stretches.
     Perplexity(PerplexityArgs),
+    /// Generate text from a prompt with a local model: text, token counts, timings.
+    Generate(GenerateArgs),
 }
 
 /// fuzzywuzzy's backend for the code datasets (lcc, repobench-p).
@@ -103,6 +105,55 @@ pub(crate) struct PerplexityArgs {
     #[arg(long)]
     pub(crate) per_token: bool,
     /// Print `{"tokens", "nll_sum", "ppl", "per_token_nll"}` as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Weight precision.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub(crate) dtype: Dtype,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct GenerateArgs {
+    /// The model: a Hugging Face directory (config.json, *.safetensors, tokenizer.json).
+    #[arg(long)]
+    pub(crate) model: PathBuf,
+    /// The prompt text.
+    #[arg(long, conflicts_with = "prompt_file", required_unless_present = "prompt_file")]
+    pub(crate) prompt: Option<String>,
+    /// A file holding the prompt text.
+    #[arg(long)]
+    pub(crate) prompt_file: Option<PathBuf>,
+    /// Send the prompt as a user message through the model's chat template.
+    #[arg(long)]
+    pub(crate) chat: bool,
+    /// Most tokens to generate.
+    #[arg(long, default_value_t = 128)]
+    pub(crate) max_new_tokens: usize,
+    /// Override the model's RoPE scaling: KIND:FACTOR with KIND linear, dynamic, yarn or llama3.
+    #[arg(long, value_name = "KIND:FACTOR")]
+    pub(crate) rope_scaling: Option<String>,
+    /// Sampling temperature; 0 (the default) decodes greedily.
+    #[arg(long, default_value_t = 0.0)]
+    pub(crate) temperature: f64,
+    /// Nucleus sampling threshold (1 = off).
+    #[arg(long, default_value_t = 1.0)]
+    pub(crate) top_p: f64,
+    /// Keep only the K most likely tokens when sampling (0 = off).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) top_k: usize,
+    /// Seed of the sampler.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) seed: u64,
+    /// Stop when the text contains this string (repeatable); the text is cut before it.
+    #[arg(long = "stop")]
+    pub(crate) stop: Vec<String>,
+    /// Prompt tokens per prefill pass.
+    #[arg(long, default_value_t = 512)]
+    pub(crate) prefill_chunk: usize,
+    /// Refuse requests whose weights and KV cache would exceed this many GiB.
+    #[arg(long, value_name = "GIB")]
+    pub(crate) memory_limit_gib: Option<f64>,
+    /// Print the result as JSON.
     #[arg(long)]
     pub(crate) json: bool,
     /// Weight precision.

@@ -21,6 +21,7 @@ fn main() -> ExitCode {
         cli::Command::Score(args) => commands::score::run(&args),
         cli::Command::Datasets(args) => commands::datasets::run(&args),
         cli::Command::Perplexity(args) => commands::perplexity::run(&args),
+        cli::Command::Generate(args) => commands::generate::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

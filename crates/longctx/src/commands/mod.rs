@@ -1,5 +1,7 @@
 //! One module per subcommand.
 
 pub(crate) mod datasets;
+pub(crate) mod generate;
+mod model;
 pub(crate) mod perplexity;
 pub(crate) mod score;

@@ -8,42 +8,20 @@
 use std::io::Write;
 
 use anyhow::{bail, Context, Result};
-use candle_core::{DType, Device};
+use candle_core::Device;
 use longctx_core::Tokenizer;
-use longctx_models::config::parse_override;
-use longctx_models::load::load_hf_dir;
 use longctx_models::perplexity::perplexity;
 
-use crate::cli::{Dtype, PerplexityArgs};
+use super::model;
+use crate::cli::PerplexityArgs;
 
 pub(crate) fn run(args: &PerplexityArgs) -> Result<()> {
-    if args.model.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
-        bail!("{}: GGUF models are not supported yet; pass a Hugging Face model directory", args.model.display());
-    }
-    if !args.model.is_dir() {
-        bail!(
-            "{}: not a model directory (expected config.json, *.safetensors and tokenizer.json)",
-            args.model.display()
-        );
-    }
     let stride = args.stride.unwrap_or(args.context);
     if args.context < 2 || stride == 0 || stride > args.context {
         bail!("--context must be at least 2 and --stride between 1 and --context (got {} and {stride})", args.context);
     }
-    let config_text = fs_err::read_to_string(args.model.join("config.json"))?;
-    let max_pos = serde_json::from_str::<serde_json::Value>(&config_text)
-        .ok()
-        .and_then(|v| v["max_position_embeddings"].as_u64())
-        .unwrap_or(0) as usize;
-    let rope = args.rope_scaling.as_deref().map(|s| parse_override(s, max_pos)).transpose()?;
-    let dtype = match args.dtype {
-        Dtype::F32 => DType::F32,
-        Dtype::F16 => DType::F16,
-        Dtype::Bf16 => DType::BF16,
-    };
     let device = Device::Cpu;
-    let mut loaded =
-        load_hf_dir(&args.model, dtype, &device, rope).with_context(|| format!("loading {}", args.model.display()))?;
+    let mut loaded = model::load(&args.model, args.dtype, args.rope_scaling.as_deref(), &device)?;
     let text = fs_err::read_to_string(&args.file)?;
     let ids = loaded.tokenizer.encode(&text, false).with_context(|| format!("tokenizing {}", args.file.display()))?;
     if ids.len() < 2 {

@@ -1,0 +1,37 @@
+//! Model loading shared by the subcommands that run a model.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device};
+use longctx_models::config::parse_override;
+use longctx_models::load::{load_hf_dir, Loaded};
+
+use crate::cli::Dtype;
+
+impl Dtype {
+    pub(crate) fn candle(self) -> DType {
+        match self {
+            Dtype::F32 => DType::F32,
+            Dtype::F16 => DType::F16,
+            Dtype::Bf16 => DType::BF16,
+        }
+    }
+}
+
+/// Loads a Hugging Face model directory with an optional `KIND:FACTOR` RoPE override.
+pub(crate) fn load(model: &Path, dtype: Dtype, rope_scaling: Option<&str>, device: &Device) -> Result<Loaded> {
+    if model.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+        bail!("{}: GGUF models are not supported yet; pass a Hugging Face model directory", model.display());
+    }
+    if !model.is_dir() {
+        bail!("{}: not a model directory (expected config.json, *.safetensors and tokenizer.json)", model.display());
+    }
+    let config_text = fs_err::read_to_string(model.join("config.json"))?;
+    let max_pos = serde_json::from_str::<serde_json::Value>(&config_text)
+        .ok()
+        .and_then(|v| v["max_position_embeddings"].as_u64())
+        .unwrap_or(0) as usize;
+    let rope = rope_scaling.map(|s| parse_override(s, max_pos)).transpose()?;
+    load_hf_dir(model, dtype.candle(), device, rope).with_context(|| format!("loading {}", model.display()))
+}

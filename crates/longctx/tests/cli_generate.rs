@@ -1,0 +1,66 @@
+//! `longctx generate` on a tiny random-weight model (tests/fixtures/tiny).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn tiny(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tiny").join(name)
+}
+
+fn generate(extra: &[&str]) -> Output {
+    let model = tiny("llama");
+    let mut args = vec!["generate", "--model", model.to_str().unwrap(), "--prompt", "The senator said on Tuesday that"];
+    args.extend_from_slice(extra);
+    Command::new(env!("CARGO_BIN_EXE_longctx")).args(&args).output().expect("runs")
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn greedy_json_is_deterministic_and_complete() {
+    let a = json(&generate(&["--max-new-tokens", "12", "--json"]));
+    let b = json(&generate(&["--max-new-tokens", "12", "--json"]));
+    assert_eq!(a["tokens"], b["tokens"]);
+    for key in [
+        "text",
+        "tokens",
+        "prompt_tokens",
+        "completion_tokens",
+        "prefill_s",
+        "decode_s",
+        "stop_reason",
+        "kv_cache_bytes",
+    ] {
+        assert!(a.get(key).is_some(), "missing {key}: {a}");
+    }
+    let n = a["completion_tokens"].as_u64().unwrap();
+    assert!(n >= 1 && n <= 12);
+    assert_eq!(a["tokens"].as_array().unwrap().len() as u64, n);
+    // 2 (k, v) x 2 layers x 2 kv heads x 8 dims x (prompt + 12) tokens x 4 bytes.
+    let total = a["prompt_tokens"].as_u64().unwrap() + 12;
+    assert_eq!(a["kv_cache_bytes"].as_u64().unwrap(), 2 * 2 * 2 * 8 * total * 4);
+}
+
+#[test]
+fn seeded_sampling_repeats_and_differs_by_seed() {
+    let args = ["--max-new-tokens", "20", "--temperature", "1.0", "--json"];
+    let a = json(&generate(&[&args[..], &["--seed", "1"]].concat()));
+    let b = json(&generate(&[&args[..], &["--seed", "1"]].concat()));
+    let c = json(&generate(&[&args[..], &["--seed", "2"]].concat()));
+    assert_eq!(a["tokens"], b["tokens"]);
+    assert_ne!(a["tokens"], c["tokens"]);
+}
+
+#[test]
+fn refusals_are_explained() {
+    let out = generate(&["--memory-limit-gib", "0.00001"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("over the limit") && err.contains("KV cache"), "{err}");
+    let out = generate(&["--chat"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no chat template"));
+}
