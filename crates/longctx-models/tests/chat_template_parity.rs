@@ -38,7 +38,7 @@ fn renders_like_apply_chat_template() {
     for case in &fixture.cases {
         let t = &fixture.templates[&case.template];
         let template =
-            ChatTemplate::new(&t.template, t.bos_token.as_deref().unwrap_or(""), t.eos_token.as_deref().unwrap_or(""))
+            ChatTemplate::new(&t.source, t.bos_token.as_deref().unwrap_or(""), t.eos_token.as_deref().unwrap_or(""))
                 .unwrap();
         let got = template.render(&case.messages, case.add_generation_prompt).unwrap();
         assert_eq!(got, case.rendered, "{} {:?} agp={}", case.template, case.messages, case.add_generation_prompt);

@@ -37,7 +37,7 @@ fn greedy_json_is_deterministic_and_complete() {
         assert!(a.get(key).is_some(), "missing {key}: {a}");
     }
     let n = a["completion_tokens"].as_u64().unwrap();
-    assert!(n >= 1 && n <= 12);
+    assert!((1..=12).contains(&n));
     assert_eq!(a["tokens"].as_array().unwrap().len() as u64, n);
     // 2 (k, v) x 2 layers x 2 kv heads x 8 dims x (prompt + 12) tokens x 4 bytes.
     let total = a["prompt_tokens"].as_u64().unwrap() + 12;
