@@ -291,13 +291,15 @@ impl Attention {
         for start in (0..s).step_by(self.chunk) {
             let len = self.chunk.min(s - start);
             let qc = q.narrow(2, start, len)?;
-            let scores = (qc.matmul(&kt)? * scale)?;
+            // Scores in the model's dtype; mask and softmax in f32, as transformers' eager
+            // attention does (`softmax(..., dtype=torch.float32).to(query.dtype)`).
+            let scores = (qc.matmul(&kt)? * scale)?.to_dtype(DType::F32)?;
             let mask = self.mask(offset + start, len, n, x.device())?;
             let scores = scores.broadcast_add(&mask)?;
             // Softmax written out (max-subtracted), so that it has a backward pass.
             let max = scores.max_keepdim(D::Minus1)?;
             let e = scores.broadcast_sub(&max)?.exp()?;
-            let p = e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?;
+            let p = e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?.to_dtype(v.dtype())?;
             outputs.push(p.matmul(&v)?);
         }
         let out = Tensor::cat(&outputs, 2)?;
@@ -412,9 +414,9 @@ impl CausalLm for Llama {
             sin.extend(si);
         }
         let d = self.config.head_dim;
-        let cos = Tensor::from_vec(cos, (s, d), &device)?;
-        let sin = Tensor::from_vec(sin, (s, d), &device)?;
         let mut h = self.embed.forward(ids)?;
+        let cos = Tensor::from_vec(cos, (s, d), &device)?.to_dtype(h.dtype())?;
+        let sin = Tensor::from_vec(sin, (s, d), &device)?.to_dtype(h.dtype())?;
         for layer in &mut self.layers {
             let a = layer.attn.forward(&layer.input_norm.forward(&h)?, &cos, &sin, offset)?;
             h = (h + a)?;

@@ -19,6 +19,25 @@ fn load(dir: &Path) -> Llama {
     load_with(dir, None)
 }
 
+/// Half precision runs the same code path (mask and softmax in f32) and stays close to f32.
+#[test]
+fn half_precision_runs_close_to_f32() {
+    let dir = tiny("llama31");
+    let expected = candle_core::safetensors::load(dir.join("logits.safetensors"), &Device::Cpu).unwrap();
+    let ids = expected["ids"].to_dtype(DType::U32).unwrap().unsqueeze(0).unwrap();
+    let cfg: LlamaHfConfig = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    for dtype in [DType::BF16, DType::F16] {
+        // SAFETY: the fixture file is not modified while mapped.
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[dir.join("model.safetensors")], dtype, &Device::Cpu) }
+            .unwrap();
+        let mut model = Llama::new(cfg.clone().into_config(None).unwrap(), vb).unwrap();
+        let logits = model.forward(&ids, 0).unwrap().squeeze(0).unwrap().to_dtype(DType::F32).unwrap();
+        let d = max_abs_diff(&logits, &expected["single"]);
+        assert!(d < 0.5, "{dtype:?}: max |Δ| {d}");
+        eprintln!("{dtype:?}: max |Δ| {d}");
+    }
+}
+
 fn load_with(dir: &Path, rope_override: Option<RopeScaling>) -> Llama {
     let cfg: LlamaHfConfig = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
     let cfg = cfg.into_config(rope_override).unwrap();
