@@ -30,6 +30,8 @@ pub struct GenerationParams {
     pub stop_tokens: Vec<u32>,
     /// Prompt tokens per prefill forward pass.
     pub prefill_chunk: usize,
+    /// Keep generating past end-of-sequence tokens (benchmarks).
+    pub ignore_eos: bool,
 }
 
 impl Default for GenerationParams {
@@ -43,6 +45,7 @@ impl Default for GenerationParams {
             stop_strings: Vec::new(),
             stop_tokens: Vec::new(),
             prefill_chunk: 512,
+            ignore_eos: false,
         }
     }
 }
@@ -133,7 +136,8 @@ pub fn generate(
 ) -> candle_core::Result<Generation> {
     assert!(!prompt.is_empty(), "a prompt needs at least one token");
     model.reset();
-    let stops: Vec<u32> = model.config().eos_token_ids.iter().chain(&params.stop_tokens).copied().collect();
+    let eos: &[u32] = if params.ignore_eos { &[] } else { &model.config().eos_token_ids };
+    let stops: Vec<u32> = eos.iter().chain(&params.stop_tokens).copied().collect();
     let start = Instant::now();
     let mut last = None;
     for (i, chunk) in prompt.chunks(params.prefill_chunk.max(1)).enumerate() {

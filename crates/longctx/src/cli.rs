@@ -28,6 +28,47 @@ pub(crate) enum Command {
     Perplexity(PerplexityArgs),
     /// Generate text from a prompt with a local model: text, token counts, timings.
     Generate(GenerateArgs),
+    /// Benchmarks (throughput of the native runtime).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum BenchCommand {
+    /// Prefill and decode tokens/s per prompt length, and peak RSS.
+    Generate(BenchGenerateArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BenchGenerateArgs {
+    /// The model: a Hugging Face directory.
+    #[arg(long)]
+    pub(crate) model: PathBuf,
+    /// Prompt lengths to measure, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "512,2048,6000")]
+    pub(crate) prompt_tokens: Vec<usize>,
+    /// Tokens to decode after each prompt (end-of-sequence is ignored).
+    #[arg(long, default_value_t = 128)]
+    pub(crate) gen_tokens: usize,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    pub(crate) threads: Option<usize>,
+    /// A JSON file with `token_ids` to take prompts from (e.g. shared/bench/prompt_6000_smollm2.json);
+    /// ids beyond the model's vocabulary wrap around. Default: a fixed pseudo-random sequence.
+    #[arg(long)]
+    pub(crate) prompt_ids: Option<PathBuf>,
+    /// Override the model's RoPE scaling (KIND:FACTOR).
+    #[arg(long, value_name = "KIND:FACTOR")]
+    pub(crate) rope_scaling: Option<String>,
+    /// Prompt tokens per prefill pass.
+    #[arg(long, default_value_t = 512)]
+    pub(crate) prefill_chunk: usize,
+    /// Print one JSON object per prompt length.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Weight precision.
+    #[arg(long, value_enum, default_value = "f32")]
+    pub(crate) dtype: Dtype,
 }
 
 /// fuzzywuzzy's backend for the code datasets (lcc, repobench-p).

@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         cli::Command::Datasets(args) => commands::datasets::run(&args),
         cli::Command::Perplexity(args) => commands::perplexity::run(&args),
         cli::Command::Generate(args) => commands::generate::run(&args),
+        cli::Command::Bench(cli::BenchCommand::Generate(args)) => commands::bench::generate_bench(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

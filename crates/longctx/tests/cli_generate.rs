@@ -64,3 +64,31 @@ fn refusals_are_explained() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no chat template"));
 }
+
+#[test]
+fn bench_generate_reports_throughput_and_memory() {
+    let model = tiny("llama");
+    let out = Command::new(env!("CARGO_BIN_EXE_longctx"))
+        .args([
+            "bench",
+            "generate",
+            "--model",
+            model.to_str().unwrap(),
+            "--prompt-tokens",
+            "32,300",
+            "--gen-tokens",
+            "4",
+        ])
+        .args(["--threads", "1", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<serde_json::Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[1]["prompt_tokens"], 300);
+    assert_eq!(rows[1]["gen_tokens"], 4);
+    assert!(rows[1]["prefill_tok_s"].as_f64().unwrap() > 0.0);
+    assert!(rows[1]["peak_rss_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(rows[1]["full_score_matrix_bytes"], 304 * 304 * 4);
+}

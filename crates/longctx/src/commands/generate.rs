@@ -74,6 +74,7 @@ pub(crate) fn run(args: &GenerateArgs) -> Result<()> {
         stop_strings: args.stop.clone(),
         stop_tokens: Vec::new(),
         prefill_chunk: args.prefill_chunk,
+        ignore_eos: false,
     };
     let tokenizer = &loaded.tokenizer;
     let g = generate(&mut loaded.model, &ids, &params, &device, &|t| tokenizer.decode(t, true).unwrap_or_default())?;

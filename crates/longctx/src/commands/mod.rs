@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub(crate) mod bench;
 pub(crate) mod datasets;
 pub(crate) mod generate;
 mod model;
