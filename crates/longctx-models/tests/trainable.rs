@@ -53,9 +53,6 @@ fn gradients_match_finite_differences() {
     let numeric = (at(eps) - at(-eps)) / (2.0 * eps);
     var.set(&base).unwrap();
     let analytic = norm2.sqrt();
-    eprintln!(
-        "loss {:.5}: directional derivative {numeric:.5} (finite difference) vs {analytic:.5} (autograd)",
-        at_base
-    );
+    eprintln!("loss {at_base:.5}: directional derivative {numeric:.5} (finite difference) vs {analytic:.5} (autograd)");
     assert!((numeric - analytic).abs() <= 0.05 * analytic, "finite difference {numeric} vs autograd {analytic}");
 }
