@@ -72,8 +72,6 @@ pub struct DatasetResult {
     pub path: PathBuf,
     /// Per-sample scores in [0, 1], in file order (not rounded).
     pub per_sample: Vec<f64>,
-    /// Bucket of each sample (LongBench-E only).
-    pub buckets: Option<Vec<usize>>,
     /// The dataset score as eval.py reports it.
     pub score: DatasetScore,
 }
@@ -199,13 +197,13 @@ pub fn score_predictions(
             })
         })
         .collect::<Result<Vec<f64>>>()?;
-    let (score, buckets) = match options.suite {
+    let score = match options.suite {
         Suite::LongBench => {
             let mut total = 0.0;
             for s in &per_sample {
                 total += s;
             }
-            (DatasetScore::Total(py_round2(100.0 * total / per_sample.len() as f64)), None)
+            DatasetScore::Total(py_round2(100.0 * total / per_sample.len() as f64))
         }
         Suite::LongBenchE => {
             let buckets = predictions
@@ -225,10 +223,10 @@ pub fn score_predictions(
                     per_sample.iter().zip(&buckets).filter(|(_, &bb)| bb == b).map(|(s, _)| *s).collect();
                 *value = np_round2(100.0 * np_mean(&scores));
             }
-            (DatasetScore::Buckets(values), Some(buckets))
+            DatasetScore::Buckets(values)
         }
     };
-    Ok(DatasetResult { spec, path: path.to_path_buf(), per_sample, buckets, score })
+    Ok(DatasetResult { spec, path: path.to_path_buf(), per_sample, score })
 }
 
 /// Scores every prediction file of `dir`.

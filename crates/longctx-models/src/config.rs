@@ -33,7 +33,7 @@ pub enum ConfigError {
     BadOverride(String),
 }
 
-/// The fields of a Hugging Face decoder config that concern positions.
+/// The fields of a Hugging Face decoder config that concern attention heads and positions.
 #[derive(Debug, Clone, Deserialize)]
 pub struct HfConfig {
     /// Model width.
@@ -68,16 +68,27 @@ impl HfConfig {
 
     /// The resolved RoPE parameters.
     pub fn rope_params(&self) -> Result<RopeParams, ConfigError> {
+        self.rope_params_with(None)
+    }
+
+    /// The resolved RoPE parameters, with `scaling` (when given) in place of the config's.
+    pub fn rope_params_with(&self, scaling: Option<RopeScaling>) -> Result<RopeParams, ConfigError> {
         Ok(RopeParams {
-            head_dim: self.head_dim.unwrap_or(self.hidden_size / self.num_attention_heads),
+            head_dim: self.head_dim(),
             partial_rotary_factor: self.partial_rotary_factor.unwrap_or(1.0),
             theta: self.rope_theta,
             max_position_embeddings: self.max_position_embeddings,
-            scaling: match &self.rope_scaling {
-                None | Some(serde_json::Value::Null) => RopeScaling::None,
-                Some(v) => parse_rope_scaling(v)?,
+            scaling: match (scaling, &self.rope_scaling) {
+                (Some(s), _) => s,
+                (None, None | Some(serde_json::Value::Null)) => RopeScaling::None,
+                (None, Some(v)) => parse_rope_scaling(v)?,
             },
         })
+    }
+
+    /// `head_dim`, or `hidden_size / num_attention_heads`.
+    pub fn head_dim(&self) -> usize {
+        self.head_dim.unwrap_or(self.hidden_size / self.num_attention_heads)
     }
 }
 

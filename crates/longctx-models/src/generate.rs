@@ -161,11 +161,14 @@ pub fn generate(
             stop_reason = StopReason::StopToken;
             break;
         }
-        text = decode(&tokens);
-        if let Some(cut) = params.stop_strings.iter().filter_map(|s| text.find(s.as_str())).min() {
-            text.truncate(cut);
-            stop_reason = StopReason::StopString;
-            break;
+        // Stop strings need the text so far; without them it is decoded once at the end.
+        if !params.stop_strings.is_empty() {
+            text = decode(&tokens);
+            if let Some(cut) = params.stop_strings.iter().filter_map(|s| text.find(s.as_str())).min() {
+                text.truncate(cut);
+                stop_reason = StopReason::StopString;
+                break;
+            }
         }
         if tokens.len() == params.max_new_tokens {
             break;
@@ -173,8 +176,10 @@ pub fn generate(
         let ids = Tensor::new(&[next], device)?.unsqueeze(0)?;
         logits = model.forward(&ids, prompt.len() + tokens.len() - 1)?.squeeze(0)?.squeeze(0)?;
     }
-    if stop_reason == StopReason::StopToken {
-        text = decode(&tokens[..tokens.len() - 1]);
+    match stop_reason {
+        StopReason::StopToken => text = decode(&tokens[..tokens.len() - 1]),
+        StopReason::Length => text = decode(&tokens),
+        StopReason::StopString => {}
     }
     Ok(Generation {
         text,

@@ -11,7 +11,7 @@ use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{Embedding, Linear, VarBuilder};
 use serde::Deserialize;
 
-use crate::config::{parse_rope_scaling, ConfigError};
+use crate::config::{ConfigError, HfConfig};
 use crate::rope::{RopeParams, RopeScaling, RotaryState};
 
 /// `config.json` of a Llama-family model (the fields the decoder reads).
@@ -22,31 +22,19 @@ pub struct LlamaHfConfig {
     pub model_type: String,
     /// Vocabulary size.
     pub vocab_size: usize,
-    /// Model width.
-    pub hidden_size: usize,
     /// MLP width.
     pub intermediate_size: usize,
     /// Number of decoder layers.
     pub num_hidden_layers: usize,
-    /// Number of query heads.
-    pub num_attention_heads: usize,
     /// Number of key/value heads (grouped-query attention); defaults to the query heads.
     #[serde(default)]
     pub num_key_value_heads: Option<usize>,
-    /// Explicit head dimension.
-    #[serde(default)]
-    pub head_dim: Option<usize>,
     /// RMSNorm epsilon.
     #[serde(default = "default_eps")]
     pub rms_norm_eps: f64,
-    /// RoPE base.
-    #[serde(default = "default_theta")]
-    pub rope_theta: f64,
-    /// Trained context length.
-    pub max_position_embeddings: usize,
-    /// `rope_scaling` as written.
-    #[serde(default)]
-    pub rope_scaling: Option<serde_json::Value>,
+    /// Width, heads and positions (shared with every decoder config).
+    #[serde(flatten)]
+    pub positions: HfConfig,
     /// Biases on q/k/v/o (Llama's `attention_bias`).
     #[serde(default)]
     pub attention_bias: bool,
@@ -72,9 +60,6 @@ fn default_model_type() -> String {
 }
 fn default_eps() -> f64 {
     1e-6
-}
-fn default_theta() -> f64 {
-    10_000.0
 }
 fn default_act() -> String {
     "silu".into()
@@ -133,12 +118,8 @@ impl LlamaHfConfig {
         if self.hidden_act != "silu" {
             return Err(ConfigError::Unsupported(format!("hidden_act `{}`", self.hidden_act)));
         }
-        let head_dim = self.head_dim.unwrap_or(self.hidden_size / self.num_attention_heads);
-        let scaling = match (rope_override, &self.rope_scaling) {
-            (Some(s), _) => s,
-            (None, None | Some(serde_json::Value::Null)) => RopeScaling::None,
-            (None, Some(v)) => parse_rope_scaling(v)?,
-        };
+        let rope = self.positions.rope_params_with(rope_override)?;
+        let head_dim = rope.head_dim;
         let (qkv_bias, o_bias, sliding_window) = match self.model_type.as_str() {
             "llama" => (self.attention_bias, self.attention_bias, None),
             "mistral" => (false, false, self.sliding_window),
@@ -147,11 +128,11 @@ impl LlamaHfConfig {
         };
         Ok(Config {
             vocab_size: self.vocab_size,
-            hidden_size: self.hidden_size,
+            hidden_size: self.positions.hidden_size,
             intermediate_size: self.intermediate_size,
             num_layers: self.num_hidden_layers,
-            num_heads: self.num_attention_heads,
-            num_kv_heads: self.num_key_value_heads.unwrap_or(self.num_attention_heads),
+            num_heads: self.positions.num_attention_heads,
+            num_kv_heads: self.num_key_value_heads.unwrap_or(self.positions.num_attention_heads),
             head_dim,
             rms_norm_eps: self.rms_norm_eps,
             qkv_bias,
@@ -165,13 +146,7 @@ impl LlamaHfConfig {
                 }
                 _ => Vec::new(),
             },
-            rope: RopeParams {
-                head_dim,
-                partial_rotary_factor: 1.0,
-                theta: self.rope_theta,
-                max_position_embeddings: self.max_position_embeddings,
-                scaling,
-            },
+            rope,
         })
     }
 }

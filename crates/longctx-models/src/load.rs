@@ -10,8 +10,8 @@ use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 
 use crate::chat_template::ChatTemplate;
+use crate::config::parse_override;
 use crate::llama::{Llama, LlamaHfConfig};
-use crate::rope::RopeScaling;
 use crate::tokenizer::HfTokenizer;
 use crate::ModelError;
 
@@ -90,18 +90,20 @@ fn generation_eos(dir: &Path) -> Vec<u32> {
     }
 }
 
-/// Loads a Llama-family model directory in `dtype` on `device`, with an optional RoPE override.
+/// Loads a Llama-family model directory in `dtype` on `device`, with an optional RoPE
+/// override `KIND:FACTOR` (see [`parse_override`]).
 pub fn load_hf_dir(
     dir: &Path,
     dtype: DType,
     device: &Device,
-    rope_override: Option<RopeScaling>,
+    rope_override: Option<&str>,
 ) -> Result<Loaded, ModelError> {
     let config_path = dir.join("config.json");
     let text = fs_err::read_to_string(&config_path)?;
     let raw: LlamaHfConfig =
         serde_json::from_str(&text).map_err(|e| ModelError::Load(format!("{}: {e}", config_path.display())))?;
-    let mut config = raw.into_config(rope_override)?;
+    let rope = rope_override.map(|s| parse_override(s, raw.positions.max_position_embeddings)).transpose()?;
+    let mut config = raw.into_config(rope)?;
     for id in generation_eos(dir) {
         if !config.eos_token_ids.contains(&id) {
             config.eos_token_ids.push(id);

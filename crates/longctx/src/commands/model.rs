@@ -4,7 +4,6 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
-use longctx_models::config::parse_override;
 use longctx_models::load::{load_hf_dir, Loaded};
 
 use crate::cli::Dtype;
@@ -27,11 +26,5 @@ pub(crate) fn load(model: &Path, dtype: Dtype, rope_scaling: Option<&str>, devic
     if !model.is_dir() {
         bail!("{}: not a model directory (expected config.json, *.safetensors and tokenizer.json)", model.display());
     }
-    let config_text = fs_err::read_to_string(model.join("config.json"))?;
-    let max_pos = serde_json::from_str::<serde_json::Value>(&config_text)
-        .ok()
-        .and_then(|v| v["max_position_embeddings"].as_u64())
-        .unwrap_or(0) as usize;
-    let rope = rope_scaling.map(|s| parse_override(s, max_pos)).transpose()?;
-    load_hf_dir(model, dtype.candle(), device, rope).with_context(|| format!("loading {}", model.display()))
+    load_hf_dir(model, dtype.candle(), device, rope_scaling).with_context(|| format!("loading {}", model.display()))
 }
