@@ -92,6 +92,16 @@ impl HfConfig {
     }
 }
 
+/// Token ids written as a number or a list of numbers (`eos_token_id` of `config.json` and
+/// `generation_config.json`); anything else gives none.
+pub fn token_ids(v: &serde_json::Value) -> Vec<u32> {
+    match v {
+        serde_json::Value::Number(n) => n.as_u64().map(|n| n as u32).into_iter().collect(),
+        serde_json::Value::Array(a) => a.iter().filter_map(serde_json::Value::as_u64).map(|n| n as u32).collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// Resolves a `rope_scaling` object as transformers' `rope_config_validation` and
 /// `ROPE_INIT_FUNCTIONS` read it (`rope_type`, else the legacy `type`).
 pub fn parse_rope_scaling(v: &serde_json::Value) -> Result<RopeScaling, ConfigError> {

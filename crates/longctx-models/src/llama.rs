@@ -11,7 +11,7 @@ use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{Embedding, Linear, VarBuilder};
 use serde::Deserialize;
 
-use crate::config::{ConfigError, HfConfig};
+use crate::config::{token_ids, ConfigError, HfConfig};
 use crate::rope::{RopeParams, RopeScaling, RotaryState};
 
 /// `config.json` of a Llama-family model (the fields the decoder reads).
@@ -139,13 +139,7 @@ impl LlamaHfConfig {
             o_bias,
             tie_word_embeddings: self.tie_word_embeddings,
             sliding_window,
-            eos_token_ids: match &self.eos_token_id {
-                Some(serde_json::Value::Number(n)) => n.as_u64().map(|n| n as u32).into_iter().collect(),
-                Some(serde_json::Value::Array(a)) => {
-                    a.iter().filter_map(serde_json::Value::as_u64).map(|n| n as u32).collect()
-                }
-                _ => Vec::new(),
-            },
+            eos_token_ids: self.eos_token_id.as_ref().map(token_ids).unwrap_or_default(),
             rope,
         })
     }

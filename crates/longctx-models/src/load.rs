@@ -10,7 +10,7 @@ use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
 
 use crate::chat_template::ChatTemplate;
-use crate::config::parse_override;
+use crate::config::{parse_override, token_ids};
 use crate::llama::{Llama, LlamaHfConfig};
 use crate::tokenizer::HfTokenizer;
 use crate::ModelError;
@@ -83,11 +83,7 @@ fn chat_template(dir: &Path) -> Result<Option<ChatTemplate>, ModelError> {
 fn generation_eos(dir: &Path) -> Vec<u32> {
     let Ok(text) = fs_err::read_to_string(dir.join("generation_config.json")) else { return Vec::new() };
     let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-    match &v["eos_token_id"] {
-        serde_json::Value::Number(n) => n.as_u64().map(|n| n as u32).into_iter().collect(),
-        serde_json::Value::Array(a) => a.iter().filter_map(serde_json::Value::as_u64).map(|n| n as u32).collect(),
-        _ => Vec::new(),
-    }
+    token_ids(&v["eos_token_id"])
 }
 
 /// Loads a Llama-family model directory in `dtype` on `device`, with an optional RoPE

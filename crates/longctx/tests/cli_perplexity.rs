@@ -11,29 +11,26 @@ fn longctx(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_longctx")).args(args).output().expect("runs")
 }
 
+/// `longctx perplexity` on llama_dynamic2 and text.txt with windows of 128 and `extra` flags.
+fn perplexity_json(extra: &[&str]) -> (serde_json::Value, String) {
+    let model = tiny().join("llama_dynamic2");
+    let text = tiny().join("text.txt");
+    let mut args =
+        vec!["perplexity", "--model", model.to_str().unwrap(), "--file", text.to_str().unwrap(), "--context", "128"];
+    args.extend_from_slice(extra);
+    args.push("--json");
+    let out = longctx(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let raw = String::from_utf8(out.stdout).unwrap();
+    (serde_json::from_str(&raw).unwrap(), raw)
+}
+
 #[test]
 fn json_per_token_equals_transformers() {
     let fixture: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(tiny().join("perplexity.json")).unwrap()).unwrap();
-    let model = tiny().join("llama_dynamic2");
-    let text = tiny().join("text.txt");
-    let out = longctx(&[
-        "perplexity",
-        "--model",
-        model.to_str().unwrap(),
-        "--file",
-        text.to_str().unwrap(),
-        "--context",
-        "128",
-        "--stride",
-        "64",
-        "--per-token",
-        "--json",
-    ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (got, raw) = perplexity_json(&["--stride", "64", "--per-token"]);
     assert_eq!(got.as_object().unwrap().len(), 4);
-    let raw = String::from_utf8_lossy(&out.stdout);
     let at = |k: &str| raw.find(&format!("\"{k}\"")).unwrap_or_else(|| panic!("no {k} in {raw}"));
     assert!(at("tokens") < at("nll_sum") && at("nll_sum") < at("ppl") && at("ppl") < at("per_token_nll"));
     let want = fixture["settings"]["llama_dynamic2"]
@@ -55,20 +52,7 @@ fn json_per_token_equals_transformers() {
     assert!((got["nll_sum"].as_f64().unwrap() - sum).abs() < 1e-2);
 
     // A RoPE override changes the scores; without --per-token the list is empty.
-    let out = longctx(&[
-        "perplexity",
-        "--model",
-        model.to_str().unwrap(),
-        "--file",
-        text.to_str().unwrap(),
-        "--context",
-        "128",
-        "--rope-scaling",
-        "linear:2",
-        "--json",
-    ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let other: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (other, _) = perplexity_json(&["--rope-scaling", "linear:2"]);
     assert_eq!(other["per_token_nll"].as_array().unwrap().len(), 0);
     assert_ne!(other["nll_sum"], got["nll_sum"]);
 }
