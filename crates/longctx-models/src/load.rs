@@ -115,3 +115,49 @@ pub fn load_hf_dir(
     let tokenizer = HfTokenizer::from_file(&dir.join("tokenizer.json"))?;
     Ok(Loaded { model, tokenizer, chat_template: chat_template(dir)?, weight_bytes })
 }
+
+/// Where a model comes from: a local directory, or a repository id on the Hugging Face hub
+/// (`org/name`, optionally `org/name@revision`), downloaded into the hub cache with hf-hub
+/// (honours `HF_HOME`, `HF_ENDPOINT`, `HF_TOKEN`). Returns the local directory.
+pub fn resolve_model(spec: &str) -> Result<PathBuf, ModelError> {
+    let path = Path::new(spec);
+    if path.exists() {
+        return Ok(path.to_path_buf());
+    }
+    let (repo, revision) = spec.split_once('@').unwrap_or((spec, "main"));
+    let looks_like_repo = repo.split('/').count() == 2 && !repo.starts_with('.') && !repo.starts_with('/');
+    if !looks_like_repo {
+        return Err(ModelError::Load(format!(
+            "{spec}: no such file or directory, and not a hub repository id (org/name)"
+        )));
+    }
+    let hub_error = |file: &str, e: &dyn std::fmt::Display| {
+        ModelError::Load(format!(
+            "`{spec}` is not a local path, so it was taken as a hub id, but `{file}` of the model repository `{repo}` could not be had from the Hugging Face hub: {e}. If this machine is offline, download the model elsewhere and pass its directory"
+        ))
+    };
+    let api = hf_hub::api::sync::ApiBuilder::from_env().build().map_err(|e| hub_error("config.json", &e))?;
+    let handle = api.repo(hf_hub::Repo::with_revision(repo.to_string(), hf_hub::RepoType::Model, revision.to_string()));
+    // Some(path), or None when the repository has no such file (HTTP 404).
+    let optional = |file: &str| -> Result<Option<PathBuf>, ModelError> {
+        match handle.get(file) {
+            Ok(p) => Ok(Some(p)),
+            Err(hf_hub::api::sync::ApiError::RequestError(e)) if matches!(*e, ureq::Error::Status(404, _)) => Ok(None),
+            Err(e) => Err(hub_error(file, &e)),
+        }
+    };
+    let config = handle.get("config.json").map_err(|e| hub_error("config.json", &e))?;
+    handle.get("tokenizer.json").map_err(|e| hub_error("tokenizer.json", &e))?;
+    optional("tokenizer_config.json")?;
+    optional("generation_config.json")?;
+    if let Some(index) = optional("model.safetensors.index.json")? {
+        for shard in weight_files(index.parent().unwrap_or(Path::new(".")))? {
+            let name = shard.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+            handle.get(&name).map_err(|e| hub_error(&name, &e))?;
+        }
+    } else {
+        handle.get("model.safetensors").map_err(|e| hub_error("model.safetensors", &e))?;
+    }
+    // hf-hub lays every file of one revision in the same snapshot directory.
+    Ok(config.parent().expect("a downloaded file has a directory").to_path_buf())
+}

@@ -127,7 +127,8 @@ pub(crate) enum Dtype {
 
 #[derive(Debug, Args)]
 pub(crate) struct PerplexityArgs {
-    /// The model: a Hugging Face directory (config.json, *.safetensors, tokenizer.json).
+    /// The model: a Hugging Face directory (config.json, *.safetensors, tokenizer.json) or a
+    /// hub id (`org/name`, `org/name@revision`).
     #[arg(long)]
     pub(crate) model: PathBuf,
     /// The text to score; it is tokenized without special tokens.
@@ -155,7 +156,8 @@ pub(crate) struct PerplexityArgs {
 
 #[derive(Debug, Args)]
 pub(crate) struct GenerateArgs {
-    /// The model: a Hugging Face directory (config.json, *.safetensors, tokenizer.json).
+    /// The model: a Hugging Face directory (config.json, *.safetensors, tokenizer.json) or a
+    /// hub id (`org/name`, `org/name@revision`).
     #[arg(long)]
     pub(crate) model: PathBuf,
     /// The prompt text.

@@ -1,8 +1,9 @@
 //! `--data hub`: LongBench's data.zip through hf-hub, against a minimal local stand-in for the
-//! Hugging Face hub (loopback only, a bounded number of connections).
+//! Hugging Face hub (loopback only, a bounded number of connections); and `--model org/name`.
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
+mod common;
+
+use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 
@@ -22,56 +23,9 @@ fn data_zip() -> Vec<u8> {
     out.into_inner()
 }
 
-/// Serves `body` at `/datasets/THUDM/LongBench/resolve/main/data.zip` the way the hub does
-/// for hf-hub (ranged GETs with `etag`, `x-repo-commit`, `content-range`); 404 elsewhere.
-fn serve(body: Vec<u8>, connections: usize) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().take(connections) {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut request_line = String::new();
-            if reader.read_line(&mut request_line).is_err() {
-                continue;
-            }
-            let mut range_start = 0usize;
-            let mut range_end = None;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                if let Some(r) = line.to_ascii_lowercase().strip_prefix("range: bytes=") {
-                    let (a, b) = r.trim().split_once('-').unwrap();
-                    range_start = a.parse().unwrap();
-                    range_end = b.parse::<usize>().ok();
-                }
-            }
-            let path = request_line.split_whitespace().nth(1).unwrap_or("");
-            let response = if path == "/datasets/THUDM/LongBench/resolve/main/data.zip" {
-                let end = range_end.unwrap_or(body.len() - 1).min(body.len() - 1);
-                let part = &body[range_start..=end];
-                let mut head = format!(
-                    "HTTP/1.1 206 Partial Content\r\netag: \"abc123\"\r\nx-repo-commit: 0123456789abcdef0123456789abcdef01234567\r\ncontent-range: bytes {range_start}-{end}/{}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                    body.len(),
-                    part.len()
-                )
-                .into_bytes();
-                head.extend_from_slice(part);
-                head
-            } else {
-                b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_vec()
-            };
-            let _ = stream.write_all(&response);
-        }
-    });
-    port
-}
-
 #[test]
 fn loads_longbench_and_longbench_e_from_the_hub() {
-    let port = serve(data_zip(), 16);
+    let port = common::serve(vec![("/datasets/THUDM/LongBench/resolve/main/data.zip".into(), data_zip())], 16);
     let home = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_longctx"))
@@ -94,4 +48,36 @@ fn loads_longbench_and_longbench_e_from_the_hub() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("data/trec.jsonl"), "{err}");
+}
+
+#[test]
+fn loads_a_model_by_hub_id() {
+    let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tiny/llama");
+    let files = ["config.json", "tokenizer.json", "model.safetensors"]
+        .iter()
+        .map(|f| (format!("/tiny-org/llama/resolve/main/{f}"), std::fs::read(tiny.join(f)).unwrap()))
+        .collect();
+    let port = common::serve(files, 32);
+    let home = tempfile::tempdir().unwrap();
+    let args = ["generate", "--prompt", "The senator said", "--max-new-tokens", "6", "--json", "--model"];
+    let run = |model: &str| {
+        Command::new(env!("CARGO_BIN_EXE_longctx"))
+            .args(args)
+            .arg(model)
+            .env("HF_ENDPOINT", format!("http://127.0.0.1:{port}"))
+            .env("HF_HOME", home.path())
+            .output()
+            .unwrap()
+    };
+    let hub = run("tiny-org/llama");
+    assert!(hub.status.success(), "{}", String::from_utf8_lossy(&hub.stderr));
+    let local = run(tiny.to_str().unwrap());
+    let tokens =
+        |o: &std::process::Output| serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()["tokens"].clone();
+    assert_eq!(tokens(&hub), tokens(&local));
+    // A repository the hub does not have is named in the error.
+    let missing = run("tiny-org/absent");
+    assert_eq!(missing.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(err.contains("tiny-org/absent") && err.contains("config.json"), "{err}");
 }

@@ -74,5 +74,5 @@ fn bad_arguments_are_explained() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--stride between 1 and --context"));
     let out = longctx(&["perplexity", "--model", "/nonexistent", "--file", "x", "--context", "8"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not a model directory"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such file or directory, and not a hub repository id"));
 }

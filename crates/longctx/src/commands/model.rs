@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
-use longctx_models::load::{load_hf_dir, Loaded};
+use longctx_models::load::{load_hf_dir, resolve_model, Loaded};
 
 use crate::cli::Dtype;
 
@@ -18,13 +18,14 @@ impl Dtype {
     }
 }
 
-/// Loads a Hugging Face model directory with an optional `KIND:FACTOR` RoPE override.
+/// Loads a Hugging Face model directory or hub id with an optional `KIND:FACTOR` RoPE override.
 pub(crate) fn load(model: &Path, dtype: Dtype, rope_scaling: Option<&str>, device: &Device) -> Result<Loaded> {
     if model.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
-        bail!("{}: GGUF models are not supported yet; pass a Hugging Face model directory", model.display());
+        bail!("{}: GGUF models are not supported yet; pass a Hugging Face model directory or hub id", model.display());
     }
-    if !model.is_dir() {
-        bail!("{}: not a model directory (expected config.json, *.safetensors and tokenizer.json)", model.display());
+    let dir = resolve_model(&model.to_string_lossy())?;
+    if !dir.is_dir() {
+        bail!("{}: not a model directory (expected config.json, *.safetensors and tokenizer.json)", dir.display());
     }
-    load_hf_dir(model, dtype.candle(), device, rope_scaling).with_context(|| format!("loading {}", model.display()))
+    load_hf_dir(&dir, dtype.candle(), device, rope_scaling).with_context(|| format!("loading {}", dir.display()))
 }
