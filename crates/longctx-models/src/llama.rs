@@ -253,35 +253,44 @@ impl Attention {
         let rep = self.num_heads / self.num_kv_heads;
         let k = repeat_kv(&k, rep)?;
         let v = repeat_kv(&v, rep)?;
-        let n = k.dim(2)?;
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         let kt = k.transpose(2, 3)?.contiguous()?;
         let mut outputs = Vec::with_capacity(s.div_ceil(self.chunk));
         for start in (0..s).step_by(self.chunk) {
             let len = self.chunk.min(s - start);
             let qc = q.narrow(2, start, len)?;
+            // Only keys some query of the chunk can see: up to its last position, and within
+            // the sliding window of its first one. The others would be masked to zero anyway.
+            let first = offset + start;
+            let hi = first + len;
+            let lo = self.sliding_window.map_or(0, |w| (first + 1).saturating_sub(w));
+            let ktc = kt.narrow(3, lo, hi - lo)?;
+            let vc = v.narrow(2, lo, hi - lo)?;
             // Scores in the model's dtype; mask and softmax in f32, as transformers' eager
             // attention does (`softmax(..., dtype=torch.float32).to(query.dtype)`).
-            let scores = (qc.matmul(&kt)? * scale)?.to_dtype(DType::F32)?;
-            let mask = self.mask(offset + start, len, n, x.device())?;
+            let scores = (qc.matmul(&ktc)? * scale)?.to_dtype(DType::F32)?;
+            let mask = self.mask(first, len, lo, hi, x.device())?;
             let scores = scores.broadcast_add(&mask)?;
             // Softmax written out (max-subtracted), so that it has a backward pass.
             let max = scores.max_keepdim(D::Minus1)?;
             let e = scores.broadcast_sub(&max)?.exp()?;
-            let p = e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?.to_dtype(v.dtype())?;
-            outputs.push(p.matmul(&v)?);
+            let p = e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?.to_dtype(vc.dtype())?;
+            outputs.push(p.matmul(&vc)?);
         }
         let out = Tensor::cat(&outputs, 2)?;
         let out = out.transpose(1, 2)?.reshape((b, s, self.num_heads * self.head_dim))?;
         self.o.forward(&out)
     }
 
-    /// Additive mask `[len, n]` for queries at positions `first..first + len` over keys `0..n`.
-    fn mask(&self, first: usize, len: usize, n: usize, device: &Device) -> candle_core::Result<Tensor> {
+    /// Additive mask `[len, hi - lo]` for queries at positions `first..first + len` over keys
+    /// `lo..hi`.
+    fn mask(&self, first: usize, len: usize, lo: usize, hi: usize, device: &Device) -> candle_core::Result<Tensor> {
+        let n = hi - lo;
         let mut m = vec![0f32; len * n];
         for i in 0..len {
             let qp = first + i;
-            for (kp, slot) in m[i * n..(i + 1) * n].iter_mut().enumerate() {
+            for (j, slot) in m[i * n..(i + 1) * n].iter_mut().enumerate() {
+                let kp = lo + j;
                 let visible = kp <= qp && self.sliding_window.is_none_or(|w| kp + w > qp);
                 if !visible {
                     *slot = f32::NEG_INFINITY;
