@@ -268,9 +268,12 @@ impl Attention {
             let vc = v.narrow(2, lo, hi - lo)?;
             // Scores in the model's dtype; mask and softmax in f32, as transformers' eager
             // attention does (`softmax(..., dtype=torch.float32).to(query.dtype)`).
-            let scores = (qc.matmul(&ktc)? * scale)?.to_dtype(DType::F32)?;
-            let mask = self.mask(first, len, lo, hi, x.device())?;
-            let scores = scores.broadcast_add(&mask)?;
+            let mut scores = (qc.matmul(&ktc)? * scale)?.to_dtype(DType::F32)?;
+            // A single query sees every key of its range (that is how the range was chosen),
+            // so decoding steps need no mask.
+            if len > 1 {
+                scores = scores.broadcast_add(&self.mask(first, len, lo, hi, x.device())?)?;
+            }
             // Softmax written out (max-subtracted), so that it has a backward pass.
             let max = scores.max_keepdim(D::Minus1)?;
             let e = scores.broadcast_sub(&max)?.exp()?;

@@ -78,8 +78,8 @@ pub(crate) fn f1_tokens<T: Eq + Hash>(prediction: &[T], ground_truth: &[T]) -> f
 pub fn qa_f1(prediction: &str, ground_truth: &str) -> f64 {
     let p = normalize_answer(prediction);
     let g = normalize_answer(ground_truth);
-    let pt: Vec<&str> = p.split(pytext::is_space).filter(|w| !w.is_empty()).collect();
-    let gt: Vec<&str> = g.split(pytext::is_space).filter(|w| !w.is_empty()).collect();
+    let pt: Vec<&str> = pytext::split_whitespace(&p).collect();
+    let gt: Vec<&str> = pytext::split_whitespace(&g).collect();
     f1_tokens(&pt, &gt)
 }
 

@@ -77,7 +77,7 @@ pub(crate) fn generate_bench(args: &BenchGenerateArgs) -> Result<()> {
                 "prompt {n:>6}: prefill {:>9.1} tok/s, decode {:>7.1} tok/s, peak RSS {:.0} MiB (KV cache {:.1} MiB; one n×n f32 score matrix would be {:.0} MiB)",
                 row["prefill_tok_s"].as_f64().unwrap_or(0.0),
                 row["decode_tok_s"].as_f64().unwrap_or(0.0),
-                peak_rss_bytes().unwrap_or(0) as f64 / 1_048_576.0,
+                row["peak_rss_bytes"].as_u64().unwrap_or(0) as f64 / 1_048_576.0,
                 row["kv_cache_bytes"].as_u64().unwrap_or(0) as f64 / 1_048_576.0,
                 row["full_score_matrix_bytes"].as_u64().unwrap_or(0) as f64 / 1_048_576.0,
             )?;
