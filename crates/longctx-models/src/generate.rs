@@ -136,6 +136,7 @@ pub fn generate(
 ) -> candle_core::Result<Generation> {
     assert!(!prompt.is_empty(), "a prompt needs at least one token");
     model.reset();
+    model.reserve(prompt.len() + params.max_new_tokens);
     let eos: &[u32] = if params.ignore_eos { &[] } else { &model.config().eos_token_ids };
     let stops: Vec<u32> = eos.iter().chain(&params.stop_tokens).copied().collect();
     let start = Instant::now();

@@ -15,9 +15,11 @@
 pub mod chat_template;
 pub mod config;
 pub mod generate;
+pub mod gguf;
 pub mod llama;
 pub mod load;
 pub mod perplexity;
+pub mod qmatmul;
 pub mod rope;
 pub mod tokenizer;
 

@@ -7,6 +7,7 @@
 //! materialised: peak memory is the weights, the cache and `O(chunk × n)`. Everything is plain
 //! tensor arithmetic (the softmax included), so the forward pass stays differentiable.
 
+use candle_core::quantized::QMatMul;
 use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{Embedding, Linear, VarBuilder};
 use serde::Deserialize;
@@ -155,6 +156,10 @@ pub trait CausalLm {
     /// Empties the KV cache only; the rotary state carries over, as transformers' rotary
     /// module does between calls.
     fn clear_cache(&mut self);
+    /// Prepares the KV cache for `tokens` tokens in all, so that it is allocated once.
+    fn reserve(&mut self, tokens: usize) {
+        let _ = tokens;
+    }
     /// The model's configuration.
     fn config(&self) -> &Config;
 }
@@ -165,10 +170,6 @@ struct RmsNorm {
 }
 
 impl RmsNorm {
-    fn new(size: usize, eps: f64, vb: VarBuilder) -> candle_core::Result<Self> {
-        Ok(Self { weight: vb.get(size, "weight")?, eps })
-    }
-
     /// `x * rsqrt(mean(x²) + eps) * weight`, in f32.
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let dtype = x.dtype();
@@ -179,24 +180,145 @@ impl RmsNorm {
     }
 }
 
-fn linear(in_dim: usize, out_dim: usize, bias: bool, vb: VarBuilder) -> candle_core::Result<Linear> {
-    if bias {
-        candle_nn::linear(in_dim, out_dim, vb)
-    } else {
-        candle_nn::linear_no_bias(in_dim, out_dim, vb)
+/// A weight matrix `[out, in]` applied as `x · Wᵀ + b`: dense (safetensors, differentiable) or
+/// quantized (GGUF; candle's quantized matmul, inference only).
+pub enum Proj {
+    /// Dense weights in the model's dtype.
+    Dense(Linear),
+    /// Quantized weights (candle's kernels) and an optional f32 bias.
+    Quant(QMatMul, Option<Tensor>),
+    /// Q4_0/Q4_1 weights (longctx's kernels) and an optional f32 bias.
+    Q4(crate::qmatmul::Q4MatMul, Option<Tensor>),
+}
+
+impl Module for Proj {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Self::Dense(l) => l.forward(x),
+            Self::Quant(w, None) => w.forward(x),
+            Self::Quant(w, Some(b)) => w.forward(x)?.broadcast_add(b),
+            Self::Q4(w, None) => w.forward(x),
+            Self::Q4(w, Some(b)) => w.forward(x)?.broadcast_add(b),
+        }
+    }
+}
+
+/// The token embedding: dense, or quantized rows dequantized on lookup.
+pub enum Embed {
+    /// Dense matrix `[vocab, hidden]`.
+    Dense(Embedding),
+    /// Quantized matrix `[vocab, hidden]`.
+    Quant(QMatMul),
+}
+
+impl Embed {
+    fn forward(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Self::Dense(e) => e.forward(ids),
+            Self::Quant(q) => q.embedding(ids),
+        }
+    }
+}
+
+/// The parts of a decoder a weight source provides; names follow Hugging Face checkpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// `q_proj`.
+    Q,
+    /// `k_proj`.
+    K,
+    /// `v_proj`.
+    V,
+    /// `o_proj`.
+    O,
+    /// `gate_proj`.
+    Gate,
+    /// `up_proj`.
+    Up,
+    /// `down_proj`.
+    Down,
+    /// `input_layernorm`.
+    InputNorm,
+    /// `post_attention_layernorm`.
+    PostNorm,
+}
+
+/// Where the decoder's weights come from (a safetensors checkpoint, a GGUF file).
+pub trait WeightSource {
+    /// Projection `part` of layer `layer`, `[out, in]`, with a bias when `bias`.
+    fn proj(&self, layer: usize, part: Part, in_dim: usize, out_dim: usize, bias: bool) -> candle_core::Result<Proj>;
+    /// Norm weight `part` of layer `layer`.
+    fn norm(&self, layer: usize, part: Part, size: usize) -> candle_core::Result<Tensor>;
+    /// The final norm's weight.
+    fn final_norm(&self, size: usize) -> candle_core::Result<Tensor>;
+    /// The token embedding.
+    fn embedding(&self, vocab: usize, hidden: usize) -> candle_core::Result<Embed>;
+    /// The LM head; `embed` is the embedding, for tied weights.
+    fn lm_head(&self, hidden: usize, vocab: usize, tied: bool, embed: &Embed) -> candle_core::Result<Proj>;
+}
+
+/// A Hugging Face checkpoint (`model.layers.0.self_attn.q_proj.weight`, …) through a
+/// [`VarBuilder`].
+pub struct HfWeights<'a>(pub VarBuilder<'a>);
+
+impl Part {
+    fn hf_path(self) -> &'static str {
+        match self {
+            Part::Q => "self_attn.q_proj",
+            Part::K => "self_attn.k_proj",
+            Part::V => "self_attn.v_proj",
+            Part::O => "self_attn.o_proj",
+            Part::Gate => "mlp.gate_proj",
+            Part::Up => "mlp.up_proj",
+            Part::Down => "mlp.down_proj",
+            Part::InputNorm => "input_layernorm",
+            Part::PostNorm => "post_attention_layernorm",
+        }
+    }
+}
+
+impl WeightSource for HfWeights<'_> {
+    fn proj(&self, layer: usize, part: Part, in_dim: usize, out_dim: usize, bias: bool) -> candle_core::Result<Proj> {
+        let vb = self.0.pp(format!("model.layers.{layer}.{}", part.hf_path()));
+        let l = if bias {
+            candle_nn::linear(in_dim, out_dim, vb)?
+        } else {
+            candle_nn::linear_no_bias(in_dim, out_dim, vb)?
+        };
+        Ok(Proj::Dense(l))
+    }
+
+    fn norm(&self, layer: usize, part: Part, size: usize) -> candle_core::Result<Tensor> {
+        self.0.pp(format!("model.layers.{layer}.{}", part.hf_path())).get(size, "weight")
+    }
+
+    fn final_norm(&self, size: usize) -> candle_core::Result<Tensor> {
+        self.0.pp("model.norm").get(size, "weight")
+    }
+
+    fn embedding(&self, vocab: usize, hidden: usize) -> candle_core::Result<Embed> {
+        Ok(Embed::Dense(candle_nn::embedding(vocab, hidden, self.0.pp("model.embed_tokens"))?))
+    }
+
+    fn lm_head(&self, hidden: usize, vocab: usize, tied: bool, embed: &Embed) -> candle_core::Result<Proj> {
+        match (tied, embed) {
+            (true, Embed::Dense(e)) => Ok(Proj::Dense(Linear::new(e.embeddings().clone(), None))),
+            (true, Embed::Quant(_)) => candle_core::bail!("a dense checkpoint with a quantized embedding"),
+            (false, _) => Ok(Proj::Dense(candle_nn::linear_no_bias(hidden, vocab, self.0.pp("lm_head"))?)),
+        }
     }
 }
 
 struct Attention {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    o: Linear,
+    q: Proj,
+    k: Proj,
+    v: Proj,
+    o: Proj,
     num_heads: usize,
     num_kv_heads: usize,
     head_dim: usize,
     sliding_window: Option<usize>,
-    cache: Option<(Tensor, Tensor)>,
+    cache: KvCache,
     /// Queries per attention chunk.
     chunk: usize,
 }
@@ -210,31 +332,64 @@ fn apply_rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> candle_core::Result<Ten
     x.broadcast_mul(cos)? + rotated.broadcast_mul(sin)?
 }
 
-/// `[b, kvh, n, d]` → `[b, kvh * rep, n, d]` (`repeat_kv`).
-fn repeat_kv(x: &Tensor, rep: usize) -> candle_core::Result<Tensor> {
-    if rep == 1 {
-        return Ok(x.clone());
+/// Keys and values of the tokens seen so far, `[b, kvh, capacity, d]`, written in place:
+/// appending copies only the new tokens (capacity grows by half when full, or to what
+/// [`CausalLm::reserve`] asked for).
+#[derive(Default)]
+struct KvCache {
+    buffers: Option<(Tensor, Tensor)>,
+    len: usize,
+    reserved: usize,
+}
+
+impl KvCache {
+    fn is_empty(&self) -> bool {
+        self.len == 0
     }
-    let (b, kvh, n, d) = x.dims4()?;
-    x.unsqueeze(2)?.expand((b, kvh, rep, n, d))?.reshape((b, kvh * rep, n, d))
+
+    fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// Appends `k`, `v` (`[b, kvh, s, d]`) and returns views of everything cached.
+    fn append(&mut self, k: &Tensor, v: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+        let (b, kvh, s, d) = k.dims4()?;
+        let needed = self.len + s;
+        let capacity = self.buffers.as_ref().map_or(0, |(kb, _)| kb.dim(2).unwrap_or(0));
+        if needed > capacity {
+            let new_capacity = needed.max(capacity + capacity / 2).max(self.reserved).max(64);
+            let kb = Tensor::zeros((b, kvh, new_capacity, d), k.dtype(), k.device())?;
+            let vb = Tensor::zeros((b, kvh, new_capacity, d), v.dtype(), v.device())?;
+            if let Some((old_k, old_v)) = &self.buffers {
+                kb.slice_set(&old_k.narrow(2, 0, self.len)?.contiguous()?, 2, 0)?;
+                vb.slice_set(&old_v.narrow(2, 0, self.len)?.contiguous()?, 2, 0)?;
+            }
+            self.buffers = Some((kb, vb));
+        }
+        let (kb, vb) = self.buffers.as_ref().expect("allocated above");
+        kb.slice_set(&k.contiguous()?.detach(), 2, self.len)?;
+        vb.slice_set(&v.contiguous()?.detach(), 2, self.len)?;
+        self.len = needed;
+        Ok((kb.narrow(2, 0, self.len)?, vb.narrow(2, 0, self.len)?))
+    }
 }
 
 /// Default number of queries per attention chunk.
 pub const ATTENTION_CHUNK: usize = 256;
 
 impl Attention {
-    fn new(cfg: &Config, vb: VarBuilder) -> candle_core::Result<Self> {
+    fn new(cfg: &Config, i: usize, src: &dyn WeightSource) -> candle_core::Result<Self> {
         let (h, kvh, d) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
         Ok(Self {
-            q: linear(cfg.hidden_size, h * d, cfg.qkv_bias, vb.pp("q_proj"))?,
-            k: linear(cfg.hidden_size, kvh * d, cfg.qkv_bias, vb.pp("k_proj"))?,
-            v: linear(cfg.hidden_size, kvh * d, cfg.qkv_bias, vb.pp("v_proj"))?,
-            o: linear(h * d, cfg.hidden_size, cfg.o_bias, vb.pp("o_proj"))?,
+            q: src.proj(i, Part::Q, cfg.hidden_size, h * d, cfg.qkv_bias)?,
+            k: src.proj(i, Part::K, cfg.hidden_size, kvh * d, cfg.qkv_bias)?,
+            v: src.proj(i, Part::V, cfg.hidden_size, kvh * d, cfg.qkv_bias)?,
+            o: src.proj(i, Part::O, h * d, cfg.hidden_size, cfg.o_bias)?,
             num_heads: h,
             num_kv_heads: kvh,
             head_dim: d,
             sliding_window: cfg.sliding_window,
-            cache: None,
+            cache: KvCache::default(),
             chunk: ATTENTION_CHUNK,
         })
     }
@@ -245,43 +400,52 @@ impl Attention {
         let q = apply_rope(&split(self.q.forward(x)?, self.num_heads)?, cos, sin)?;
         let k = apply_rope(&split(self.k.forward(x)?, self.num_kv_heads)?, cos, sin)?;
         let v = split(self.v.forward(x)?, self.num_kv_heads)?;
-        let (k, v) = match &self.cache {
-            Some((ck, cv)) => (Tensor::cat(&[ck, &k], 2)?, Tensor::cat(&[cv, &v], 2)?),
-            None => (k, v),
+        // An empty cache: attend to the fresh keys and values themselves (the differentiable
+        // path training uses), and keep them for later calls.
+        let (k, v) = if self.cache.is_empty() {
+            self.cache.append(&k, &v)?;
+            (k, v)
+        } else {
+            self.cache.append(&k, &v)?
         };
-        self.cache = Some((k.clone(), v.clone()));
         let rep = self.num_heads / self.num_kv_heads;
-        let k = repeat_kv(&k, rep)?;
-        let v = repeat_kv(&v, rep)?;
-        let scale = 1.0 / (self.head_dim as f64).sqrt();
-        let kt = k.transpose(2, 3)?.contiguous()?;
+        let (kvh, d) = (self.num_kv_heads, self.head_dim);
+        let scale = 1.0 / (d as f64).sqrt();
         let mut outputs = Vec::with_capacity(s.div_ceil(self.chunk));
         for start in (0..s).step_by(self.chunk) {
             let len = self.chunk.min(s - start);
-            let qc = q.narrow(2, start, len)?;
+            // The query heads sharing one key/value head, as rows of one matrix:
+            // `[b, kvh, rep · len, d]` (no copy of the keys and values per query head).
+            let qc = q.narrow(2, start, len)?.reshape((b, kvh, rep * len, d))?;
             // Only keys some query of the chunk can see: up to its last position, and within
             // the sliding window of its first one. The others would be masked to zero anyway.
             let first = offset + start;
             let hi = first + len;
             let lo = self.sliding_window.map_or(0, |w| (first + 1).saturating_sub(w));
-            let ktc = kt.narrow(3, lo, hi - lo)?;
+            let kc = k.narrow(2, lo, hi - lo)?;
             let vc = v.narrow(2, lo, hi - lo)?;
             // Scores in the model's dtype; mask and softmax in f32, as transformers' eager
             // attention does (`softmax(..., dtype=torch.float32).to(query.dtype)`).
-            let mut scores = (qc.matmul(&ktc)? * scale)?.to_dtype(DType::F32)?;
+            let mut scores = (qc.matmul(&kc.t()?)? * scale)?.to_dtype(DType::F32)?;
             // A single query sees every key of its range (that is how the range was chosen),
             // so decoding steps need no mask.
             if len > 1 {
-                scores = scores.broadcast_add(&self.mask(first, len, lo, hi, x.device())?)?;
+                let mask = self.mask(first, len, lo, hi, x.device())?;
+                scores = scores.reshape((b, kvh, rep, len, hi - lo))?.broadcast_add(&mask)?.reshape((
+                    b,
+                    kvh,
+                    rep * len,
+                    hi - lo,
+                ))?;
             }
             // Softmax written out (max-subtracted), so that it has a backward pass.
             let max = scores.max_keepdim(D::Minus1)?;
             let e = scores.broadcast_sub(&max)?.exp()?;
             let p = e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?.to_dtype(vc.dtype())?;
-            outputs.push(p.matmul(&vc)?);
+            outputs.push(p.matmul(&vc)?.reshape((b, self.num_heads, len, d))?);
         }
-        let out = Tensor::cat(&outputs, 2)?;
-        let out = out.transpose(1, 2)?.reshape((b, s, self.num_heads * self.head_dim))?;
+        let out = if outputs.len() == 1 { outputs.pop().expect("one chunk") } else { Tensor::cat(&outputs, 2)? };
+        let out = out.transpose(1, 2)?.reshape((b, s, self.num_heads * d))?;
         self.o.forward(&out)
     }
 
@@ -305,17 +469,17 @@ impl Attention {
 }
 
 struct Mlp {
-    gate: Linear,
-    up: Linear,
-    down: Linear,
+    gate: Proj,
+    up: Proj,
+    down: Proj,
 }
 
 impl Mlp {
-    fn new(cfg: &Config, vb: VarBuilder) -> candle_core::Result<Self> {
+    fn new(cfg: &Config, i: usize, src: &dyn WeightSource) -> candle_core::Result<Self> {
         Ok(Self {
-            gate: linear(cfg.hidden_size, cfg.intermediate_size, false, vb.pp("gate_proj"))?,
-            up: linear(cfg.hidden_size, cfg.intermediate_size, false, vb.pp("up_proj"))?,
-            down: linear(cfg.intermediate_size, cfg.hidden_size, false, vb.pp("down_proj"))?,
+            gate: src.proj(i, Part::Gate, cfg.hidden_size, cfg.intermediate_size, false)?,
+            up: src.proj(i, Part::Up, cfg.hidden_size, cfg.intermediate_size, false)?,
+            down: src.proj(i, Part::Down, cfg.intermediate_size, cfg.hidden_size, false)?,
         })
     }
 
@@ -336,10 +500,10 @@ struct Layer {
 
 /// The decoder with its LM head and KV cache.
 pub struct Llama {
-    embed: Embedding,
+    embed: Embed,
     layers: Vec<Layer>,
     norm: RmsNorm,
-    lm_head: Linear,
+    lm_head: Proj,
     rotary: RotaryState,
     config: Config,
 }
@@ -347,25 +511,25 @@ pub struct Llama {
 impl Llama {
     /// Builds the model from weights named as in Hugging Face checkpoints (`model.layers.0…`).
     pub fn new(config: Config, vb: VarBuilder) -> candle_core::Result<Self> {
-        let m = vb.pp("model");
-        let embed = candle_nn::embedding(config.vocab_size, config.hidden_size, m.pp("embed_tokens"))?;
+        Self::from_source(config, &HfWeights(vb))
+    }
+
+    /// Builds the model from any weight source.
+    pub fn from_source(config: Config, src: &dyn WeightSource) -> candle_core::Result<Self> {
+        let (hidden, eps) = (config.hidden_size, config.rms_norm_eps);
+        let embed = src.embedding(config.vocab_size, hidden)?;
         let layers = (0..config.num_layers)
             .map(|i| {
-                let l = m.pp(format!("layers.{i}"));
                 Ok(Layer {
-                    input_norm: RmsNorm::new(config.hidden_size, config.rms_norm_eps, l.pp("input_layernorm"))?,
-                    attn: Attention::new(&config, l.pp("self_attn"))?,
-                    post_norm: RmsNorm::new(config.hidden_size, config.rms_norm_eps, l.pp("post_attention_layernorm"))?,
-                    mlp: Mlp::new(&config, l.pp("mlp"))?,
+                    input_norm: RmsNorm { weight: src.norm(i, Part::InputNorm, hidden)?, eps },
+                    attn: Attention::new(&config, i, src)?,
+                    post_norm: RmsNorm { weight: src.norm(i, Part::PostNorm, hidden)?, eps },
+                    mlp: Mlp::new(&config, i, src)?,
                 })
             })
             .collect::<candle_core::Result<Vec<_>>>()?;
-        let norm = RmsNorm::new(config.hidden_size, config.rms_norm_eps, m.pp("norm"))?;
-        let lm_head = if config.tie_word_embeddings {
-            Linear::new(embed.embeddings().clone(), None)
-        } else {
-            candle_nn::linear_no_bias(config.hidden_size, config.vocab_size, vb.pp("lm_head"))?
-        };
+        let norm = RmsNorm { weight: src.final_norm(hidden)?, eps };
+        let lm_head = src.lm_head(hidden, config.vocab_size, config.tie_word_embeddings, &embed)?;
         Ok(Self { embed, layers, norm, lm_head, rotary: RotaryState::new(config.rope), config })
     }
 
@@ -379,7 +543,7 @@ impl Llama {
 
     /// Tokens in the KV cache.
     pub fn cached_tokens(&self) -> usize {
-        self.layers.first().and_then(|l| l.attn.cache.as_ref()).map_or(0, |(k, _)| k.dim(2).unwrap_or(0))
+        self.layers.first().map_or(0, |l| l.attn.cache.len)
     }
 }
 
@@ -414,7 +578,13 @@ impl CausalLm for Llama {
 
     fn clear_cache(&mut self) {
         for layer in &mut self.layers {
-            layer.attn.cache = None;
+            layer.attn.cache.clear();
+        }
+    }
+
+    fn reserve(&mut self, tokens: usize) {
+        for layer in &mut self.layers {
+            layer.attn.cache.reserved = tokens;
         }
     }
 

@@ -18,6 +18,11 @@ impl HfTokenizer {
             .map_err(|e| TokenizeError(format!("{}: {e}", path.display())))
     }
 
+    /// Wraps a tokenizer built in memory.
+    pub fn from_tokenizer(inner: tokenizers::Tokenizer) -> Self {
+        Self { inner }
+    }
+
     /// The wrapped tokenizer.
     pub fn inner(&self) -> &tokenizers::Tokenizer {
         &self.inner

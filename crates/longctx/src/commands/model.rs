@@ -4,6 +4,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
+use longctx_models::gguf::load_gguf;
 use longctx_models::load::{load_hf_dir, resolve_model, Loaded};
 
 use crate::cli::Dtype;
@@ -18,10 +19,16 @@ impl Dtype {
     }
 }
 
-/// Loads a Hugging Face model directory or hub id with an optional `KIND:FACTOR` RoPE override.
+/// Loads a GGUF file, a Hugging Face model directory or a hub id with an optional `KIND:FACTOR` RoPE override.
 pub(crate) fn load(model: &Path, dtype: Dtype, rope_scaling: Option<&str>, device: &Device) -> Result<Loaded> {
     if model.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
-        bail!("{}: GGUF models are not supported yet; pass a Hugging Face model directory or hub id", model.display());
+        if dtype != Dtype::F32 {
+            bail!(
+                "{}: GGUF weights run quantized with f32 activations; --dtype applies to safetensors models",
+                model.display()
+            );
+        }
+        return load_gguf(model, device, rope_scaling).with_context(|| format!("loading {}", model.display()));
     }
     let dir = resolve_model(&model.to_string_lossy())?;
     if !dir.is_dir() {

@@ -1,0 +1,439 @@
+//! Matrix products with GGUF's 4-bit "legacy" weights, Q4_0 and Q4_1, as llama.cpp computes
+//! them: the activations are quantized per 32-value block to 8 bits (Q8_0 for Q4_0 weights,
+//! Q8_1 — which also stores `d · Σq` — for Q4_1), each block product is an exact integer sum,
+//! and the blocks are combined in f32: `Σ_b d_w·d_x·Σ q_w q_x` (+ `m_w·s_x` for Q4_1).
+//!
+//! candle runs these two types with a scalar dot product; this module has AVX2 (and AVX-VNNI)
+//! kernels chosen at run time, a scalar path that is also the tests' reference, and splits
+//! the output rows over rayon's pool. The activation quantization follows ggml's x86 path
+//! (`id = 127 / amax`, round half to even, `d` and `s` stored as f16).
+
+use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
+use half::f16;
+use rayon::prelude::*;
+
+/// Values per quantization block.
+const QK: usize = 32;
+
+/// Which 4-bit layout the weights have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Q4Kind {
+    /// `q · d` with `q` in `-8..8` (18-byte blocks: f16 d, 16 bytes of nibbles).
+    Q4_0,
+    /// `q · d + m` with `q` in `0..16` (20-byte blocks: f16 d, f16 m, 16 bytes of nibbles).
+    Q4_1,
+}
+
+impl Q4Kind {
+    fn block_bytes(self) -> usize {
+        match self {
+            Q4Kind::Q4_0 => 18,
+            Q4Kind::Q4_1 => 20,
+        }
+    }
+}
+
+/// A `[rows, cols]` matrix of Q4_0 or Q4_1 blocks, unpacked for the kernels: nibbles, and the
+/// block scales (and minimums) widened to f32 once at load.
+#[derive(Debug, Clone)]
+pub struct Q4Matrix {
+    kind: Q4Kind,
+    rows: usize,
+    cols: usize,
+    /// 16 bytes per block: element `i < 16` in the low nibble of byte `i`, `16 + i` in its
+    /// high nibble (ggml's order).
+    nibbles: Vec<u8>,
+    scales: Vec<f32>,
+    /// Q4_1's per-block minimum (empty for Q4_0).
+    mins: Vec<f32>,
+}
+
+/// Activations quantized to 8 bits per 32-value block.
+struct Q8Rows {
+    q: Vec<i8>,
+    d: Vec<f32>,
+    /// `d · Σq` per block, through f16 as ggml stores it (Q8_1 only).
+    s: Vec<f32>,
+}
+
+impl Q4Matrix {
+    /// Unpacks raw GGML blocks of a `[rows, cols]` matrix.
+    pub fn from_ggml(kind: Q4Kind, rows: usize, cols: usize, data: &[u8]) -> candle_core::Result<Self> {
+        if !cols.is_multiple_of(QK) {
+            candle_core::bail!("{kind:?} matrix with {cols} columns (not a multiple of {QK})");
+        }
+        let blocks = rows * cols / QK;
+        if data.len() != blocks * kind.block_bytes() {
+            candle_core::bail!("{kind:?} data of {} bytes for a {rows}x{cols} matrix", data.len());
+        }
+        let mut nibbles = Vec::with_capacity(blocks * 16);
+        let mut scales = Vec::with_capacity(blocks);
+        let mut mins = Vec::with_capacity(if kind == Q4Kind::Q4_1 { blocks } else { 0 });
+        for block in data.chunks_exact(kind.block_bytes()) {
+            scales.push(f16::from_le_bytes([block[0], block[1]]).to_f32());
+            let qs = match kind {
+                Q4Kind::Q4_0 => &block[2..],
+                Q4Kind::Q4_1 => {
+                    mins.push(f16::from_le_bytes([block[2], block[3]]).to_f32());
+                    &block[4..]
+                }
+            };
+            nibbles.extend_from_slice(qs);
+        }
+        Ok(Self { kind, rows, cols, nibbles, scales, mins })
+    }
+
+    /// Output rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Input columns.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// The weights as f32 (for tests and diagnostics).
+    pub fn dequantize(&self) -> Vec<f32> {
+        let mut out = Vec::with_capacity(self.rows * self.cols);
+        for (b, qs) in self.nibbles.chunks_exact(16).enumerate() {
+            let (d, m) = (self.scales[b], self.mins.get(b).copied().unwrap_or(0.0));
+            let value = |q: u8| match self.kind {
+                Q4Kind::Q4_0 => (f32::from(q) - 8.0) * d,
+                Q4Kind::Q4_1 => f32::from(q) * d + m,
+            };
+            out.extend(qs.iter().map(|&q| value(q & 0x0F)));
+            out.extend(qs.iter().map(|&q| value(q >> 4)));
+        }
+        out
+    }
+
+    /// Quantizes `m` rows of `cols` activations as ggml does for this weight type.
+    fn quantize_rows(&self, x: &[f32]) -> Q8Rows {
+        let blocks = x.len() / QK;
+        let mut q = vec![0i8; x.len()];
+        let mut d = Vec::with_capacity(blocks);
+        let mut s = Vec::with_capacity(if self.kind == Q4Kind::Q4_1 { blocks } else { 0 });
+        for (xb, qb) in x.chunks_exact(QK).zip(q.chunks_exact_mut(QK)) {
+            let amax = xb.iter().fold(0f32, |a, v| a.max(v.abs()));
+            let scale = amax / 127.0;
+            let inv = if amax == 0.0 { 0.0 } else { 127.0 / amax };
+            let mut sum = 0i32;
+            for (v, out) in xb.iter().zip(qb.iter_mut()) {
+                let r = (v * inv).round_ties_even() as i8;
+                sum += i32::from(r);
+                *out = r;
+            }
+            d.push(f16::from_f32(scale).to_f32());
+            if self.kind == Q4Kind::Q4_1 {
+                s.push(f16::from_f32(scale * sum as f32).to_f32());
+            }
+        }
+        Q8Rows { q, d, s }
+    }
+
+    /// `x · Wᵀ` for `x` of `m` rows (`[m, cols]` row-major), into `[m, rows]`.
+    pub fn matmul(&self, x: &[f32], m: usize) -> Vec<f32> {
+        assert_eq!(x.len(), m * self.cols, "activation length");
+        let xq = self.quantize_rows(x);
+        let kernel = Kernel::detect();
+        let nb = self.cols / QK;
+        // Rows of W per task: enough work to amortise scheduling, enough tasks to balance.
+        let per_task = (self.rows / (rayon::current_num_threads() * 4)).clamp(1, 64);
+        // Transposed output `[rows, m]`, so that each task writes one contiguous range.
+        let mut out_t = vec![0f32; self.rows * m];
+        out_t.par_chunks_mut(per_task * m).enumerate().for_each(|(task, chunk)| {
+            let first = task * per_task;
+            for (r, row_out) in chunk.chunks_exact_mut(m).enumerate() {
+                let j = first + r;
+                for (i, slot) in row_out.iter_mut().enumerate() {
+                    *slot = self.dot(kernel, j, &xq, i, nb);
+                }
+            }
+        });
+        if m == 1 {
+            return out_t;
+        }
+        let mut out = vec![0f32; m * self.rows];
+        for j in 0..self.rows {
+            for i in 0..m {
+                out[i * self.rows + j] = out_t[j * m + i];
+            }
+        }
+        out
+    }
+
+    /// The product of weight row `j` with activation row `i`.
+    fn dot(&self, kernel: Kernel, j: usize, x: &Q8Rows, i: usize, nb: usize) -> f32 {
+        let wq = &self.nibbles[j * nb * 16..(j + 1) * nb * 16];
+        let wd = &self.scales[j * nb..(j + 1) * nb];
+        let xq = &x.q[i * nb * QK..(i + 1) * nb * QK];
+        let xd = &x.d[i * nb..(i + 1) * nb];
+        let (wm, xs) = match self.kind {
+            Q4Kind::Q4_0 => (&[][..], &[][..]),
+            Q4Kind::Q4_1 => (&self.mins[j * nb..(j + 1) * nb], &x.s[i * nb..(i + 1) * nb]),
+        };
+        match kernel {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Kernel::detect` chose these only where the CPU has the features.
+            Kernel::Avx2 => unsafe { x86::dot_avx2(self.kind, wq, wd, wm, xq, xd, xs) },
+            #[cfg(target_arch = "x86_64")]
+            Kernel::AvxVnni => unsafe { x86::dot_vnni(self.kind, wq, wd, wm, xq, xd, xs) },
+            Kernel::Scalar => dot_scalar(self.kind, wq, wd, wm, xq, xd, xs),
+        }
+    }
+}
+
+/// The block products in plain Rust: the reference the SIMD kernels are tested against.
+fn dot_scalar(kind: Q4Kind, wq: &[u8], wd: &[f32], wm: &[f32], xq: &[i8], xd: &[f32], xs: &[f32]) -> f32 {
+    let mut acc = 0f32;
+    let mut mins = 0f32;
+    for b in 0..wd.len() {
+        let mut sum = 0i32;
+        for k in 0..16 {
+            let byte = wq[b * 16 + k];
+            let (lo, hi) = (i32::from(byte & 0x0F), i32::from(byte >> 4));
+            let (lo, hi) = if kind == Q4Kind::Q4_0 { (lo - 8, hi - 8) } else { (lo, hi) };
+            sum += lo * i32::from(xq[b * QK + k]) + hi * i32::from(xq[b * QK + 16 + k]);
+        }
+        acc += wd[b] * xd[b] * sum as f32;
+        if kind == Q4Kind::Q4_1 {
+            mins += wm[b] * xs[b];
+        }
+    }
+    acc + mins
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kernel {
+    Scalar,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    #[cfg(target_arch = "x86_64")]
+    AvxVnni,
+}
+
+impl Kernel {
+    fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::env::var_os("LONGCTX_SCALAR_KERNELS").is_some() {
+                return Kernel::Scalar;
+            }
+            let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+            if avx2 && is_x86_feature_detected!("avxvnni") {
+                return Kernel::AvxVnni;
+            }
+            if avx2 {
+                return Kernel::Avx2;
+            }
+        }
+        Kernel::Scalar
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+// The SIMD helpers must inline into the `target_feature` functions that call them.
+#[allow(clippy::inline_always)]
+mod x86 {
+    use std::arch::x86_64::{
+        __m256, __m256i, _mm256_castps256_ps128, _mm256_cvtepi32_ps, _mm256_dpbusd_avx_epi32, _mm256_extractf128_ps,
+        _mm256_fmadd_ps, _mm256_loadu_si256, _mm256_madd_epi16, _mm256_maddubs_epi16, _mm256_set1_epi16,
+        _mm256_set1_ps, _mm256_set_m128i, _mm256_setzero_ps, _mm256_setzero_si256, _mm256_sign_epi8, _mm_add_ps,
+        _mm_add_ss, _mm_and_si128, _mm_cvtss_f32, _mm_loadu_si128, _mm_movehdup_ps, _mm_movehl_ps, _mm_set1_epi8,
+        _mm_srli_epi16, _mm_sub_epi8,
+    };
+
+    use super::{Q4Kind, QK};
+
+    /// `Σ u8 · i8` over 32 lanes into 8 i32 sums: AVX-VNNI's `vpdpbusd`, or AVX2's
+    /// `maddubs` + `madd` (no saturation: |u8| ≤ 15 here, so pair sums stay below 2¹⁵).
+    #[inline(always)]
+    unsafe fn sum_u8_i8<const VNNI: bool>(u: __m256i, s: __m256i) -> __m256i {
+        if VNNI {
+            _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), u, s)
+        } else {
+            _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn hsum(v: __m256) -> f32 {
+        let lo = _mm256_castps256_ps128(v);
+        let hi = _mm256_extractf128_ps(v, 1);
+        let s = _mm_add_ps(lo, hi);
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
+    }
+
+    /// [`body`] compiled for AVX2 + FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn dot_avx2(
+        kind: Q4Kind,
+        wq: &[u8],
+        wd: &[f32],
+        wm: &[f32],
+        xq: &[i8],
+        xd: &[f32],
+        xs: &[f32],
+    ) -> f32 {
+        body::<false>(kind, wq, wd, wm, xq, xd, xs)
+    }
+
+    /// [`body`] compiled for AVX2 + FMA + AVX-VNNI.
+    #[target_feature(enable = "avx2,fma,avxvnni")]
+    pub(super) unsafe fn dot_vnni(
+        kind: Q4Kind,
+        wq: &[u8],
+        wd: &[f32],
+        wm: &[f32],
+        xq: &[i8],
+        xd: &[f32],
+        xs: &[f32],
+    ) -> f32 {
+        body::<true>(kind, wq, wd, wm, xq, xd, xs)
+    }
+
+    /// One weight row times one activation row, block by block as ggml's x86 kernels do.
+    #[inline(always)]
+    unsafe fn body<const VNNI: bool>(
+        kind: Q4Kind,
+        wq: &[u8],
+        wd: &[f32],
+        wm: &[f32],
+        xq: &[i8],
+        xd: &[f32],
+        xs: &[f32],
+    ) -> f32 {
+        let nb = wd.len();
+        let mask = _mm_set1_epi8(0x0F);
+        let mut acc = _mm256_setzero_ps();
+        let mut mins = 0f32;
+        for b in 0..nb {
+            let bytes = _mm_loadu_si128(wq.as_ptr().add(b * 16).cast());
+            let lo = _mm_and_si128(bytes, mask);
+            let hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), mask);
+            let x = _mm256_loadu_si256(xq.as_ptr().add(b * QK).cast());
+            let sums = match kind {
+                Q4Kind::Q4_1 => sum_u8_i8::<VNNI>(_mm256_set_m128i(hi, lo), x),
+                Q4Kind::Q4_0 => {
+                    // q - 8 is signed: multiply |q - 8| by x carrying q - 8's sign.
+                    let eight = _mm_set1_epi8(8);
+                    let w = _mm256_set_m128i(_mm_sub_epi8(hi, eight), _mm_sub_epi8(lo, eight));
+                    sum_u8_i8::<VNNI>(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w))
+                }
+            };
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(wd[b] * xd[b]), _mm256_cvtepi32_ps(sums), acc);
+            if kind == Q4Kind::Q4_1 {
+                mins += wm[b] * xs[b];
+            }
+        }
+        hsum(acc) + mins
+    }
+}
+
+/// [`Q4Matrix::matmul`] as a candle op on f32 activations `[..., cols]` → `[..., rows]`
+/// (no backward pass: GGUF weights are for inference).
+pub struct Q4MatMul(pub Q4Matrix);
+
+impl CustomOp1 for Q4MatMul {
+    fn name(&self) -> &'static str {
+        "q4-matmul"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let CpuStorage::F32(data) = storage else {
+            candle_core::bail!("q4-matmul takes f32 activations");
+        };
+        let dims = layout.shape().dims();
+        let (&cols, batch) =
+            dims.split_last().ok_or_else(|| candle_core::Error::Msg("q4-matmul on a scalar".into()))?;
+        if cols != self.0.cols {
+            candle_core::bail!("q4-matmul: activations have {cols} columns, the weights {}", self.0.cols);
+        }
+        let x = match layout.contiguous_offsets() {
+            Some((start, end)) => &data[start..end],
+            None => candle_core::bail!("q4-matmul takes contiguous activations"),
+        };
+        let m = batch.iter().product();
+        let mut out_dims = batch.to_vec();
+        out_dims.push(self.0.rows);
+        Ok((CpuStorage::F32(self.0.matmul(x, m)), Shape::from(out_dims)))
+    }
+}
+
+impl Q4MatMul {
+    /// Applies the product to `x`.
+    pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        x.contiguous()?.apply_op1_no_bwd(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A deterministic pseudo-random matrix in GGML block layout.
+    fn random_blocks(kind: Q4Kind, rows: usize, cols: usize, seed: u64) -> Vec<u8> {
+        let mut state = seed;
+        let mut next = || {
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            (state >> 33) as u32
+        };
+        let mut out = Vec::new();
+        for _ in 0..rows * cols / QK {
+            out.extend(f16::from_f32((next() % 1000) as f32 / 20_000.0 + 0.001).to_le_bytes());
+            if kind == Q4Kind::Q4_1 {
+                out.extend(f16::from_f32(-((next() % 1000) as f32) / 10_000.0).to_le_bytes());
+            }
+            out.extend((0..16).map(|_| (next() & 0xFF) as u8));
+        }
+        out
+    }
+
+    #[test]
+    fn kernels_agree_with_the_scalar_reference_and_dense_product() {
+        for kind in [Q4Kind::Q4_0, Q4Kind::Q4_1] {
+            let (rows, cols, m) = (37, 96, 5);
+            let w = Q4Matrix::from_ggml(kind, rows, cols, &random_blocks(kind, rows, cols, 7)).unwrap();
+            let x: Vec<f32> = (0..m * cols).map(|i| ((i * 37 % 101) as f32 - 50.0) / 17.0).collect();
+            let got = w.matmul(&x, m);
+            let xq = w.quantize_rows(&x);
+            let dense = w.dequantize();
+            for i in 0..m {
+                for j in 0..rows {
+                    let nb = cols / QK;
+                    let reference = w.dot(Kernel::Scalar, j, &xq, i, nb);
+                    let g = got[i * rows + j];
+                    assert!(
+                        (g - reference).abs() <= 1e-5 * reference.abs().max(1.0),
+                        "{kind:?} {i},{j}: {g} vs {reference}"
+                    );
+                    // Against the unquantized-activation product: only the 8-bit rounding differs.
+                    let exact: f32 = (0..cols).map(|k| dense[j * cols + k] * x[i * cols + k]).sum();
+                    let scale: f32 = (0..cols).map(|k| (dense[j * cols + k] * x[i * cols + k]).abs()).sum();
+                    assert!((g - exact).abs() <= 0.02 * scale, "{kind:?} {i},{j}: {g} vs dense {exact}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn activation_quantization_rounds_like_ggml() {
+        let w = Q4Matrix::from_ggml(Q4Kind::Q4_1, 1, 32, &random_blocks(Q4Kind::Q4_1, 1, 32, 1)).unwrap();
+        // amax 127: the scale is 1 and halves round to even.
+        let mut x = vec![0f32; 32];
+        x[0] = 127.0;
+        x[1] = 2.5;
+        x[2] = -3.5;
+        x[3] = 0.5;
+        let q = w.quantize_rows(&x);
+        assert_eq!(&q.q[..4], &[127, 2, -4, 0]);
+        assert_eq!(q.d, vec![1.0]);
+        assert_eq!(q.s, vec![125.0]);
+        // All zeros: scale 0, no NaN.
+        let q = w.quantize_rows(&[0.0; 32]);
+        assert_eq!(q.d, vec![0.0]);
+        assert!(q.q.iter().all(|&v| v == 0));
+    }
+}
