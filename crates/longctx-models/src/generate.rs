@@ -143,9 +143,7 @@ pub fn generate(
     let mut last = None;
     for (i, chunk) in prompt.chunks(params.prefill_chunk.max(1)).enumerate() {
         let ids = Tensor::new(chunk, device)?.unsqueeze(0)?;
-        let logits = model.forward(&ids, i * params.prefill_chunk.max(1))?;
-        let n = logits.dim(1)?;
-        last = Some(logits.squeeze(0)?.get(n - 1)?);
+        last = Some(model.forward_last(&ids, i * params.prefill_chunk.max(1))?.squeeze(0)?);
     }
     let prefill_s = start.elapsed().as_secs_f64();
     let start = Instant::now();
@@ -175,7 +173,7 @@ pub fn generate(
             break;
         }
         let ids = Tensor::new(&[next], device)?.unsqueeze(0)?;
-        logits = model.forward(&ids, prompt.len() + tokens.len() - 1)?.squeeze(0)?.squeeze(0)?;
+        logits = model.forward_last(&ids, prompt.len() + tokens.len() - 1)?.squeeze(0)?;
     }
     match stop_reason {
         StopReason::StopToken => text = decode(&tokens[..tokens.len() - 1]),

@@ -151,6 +151,13 @@ pub trait CausalLm {
     /// Logits `[batch, seq, vocab]` for `ids` `[batch, seq]` placed after the `offset` tokens
     /// already in the cache; the new keys and values are appended to it.
     fn forward(&mut self, ids: &Tensor, offset: usize) -> candle_core::Result<Tensor>;
+    /// Like [`forward`](Self::forward), but only the logits of the last position, `[batch, vocab]`
+    /// (what generation needs; a model may skip the LM head for the other positions).
+    fn forward_last(&mut self, ids: &Tensor, offset: usize) -> candle_core::Result<Tensor> {
+        let logits = self.forward(ids, offset)?;
+        let n = logits.dim(1)?;
+        logits.narrow(1, n - 1, 1)?.squeeze(1)
+    }
     /// Empties the KV cache and resets position-dependent state (dynamic-NTK frequencies).
     fn reset(&mut self);
     /// Empties the KV cache only; the rotary state carries over, as transformers' rotary
@@ -541,14 +548,8 @@ impl Llama {
         }
     }
 
-    /// Tokens in the KV cache.
-    pub fn cached_tokens(&self) -> usize {
-        self.layers.first().map_or(0, |l| l.attn.cache.len)
-    }
-}
-
-impl CausalLm for Llama {
-    fn forward(&mut self, ids: &Tensor, offset: usize) -> candle_core::Result<Tensor> {
+    /// Hidden states after the last decoder layer (before the final norm), `[batch, seq, hidden]`.
+    fn hidden(&mut self, ids: &Tensor, offset: usize) -> candle_core::Result<Tensor> {
         let (_, s) = ids.dims2()?;
         let device = ids.device().clone();
         self.rotary.update(offset + s - 1);
@@ -568,7 +569,26 @@ impl CausalLm for Llama {
             let m = layer.mlp.forward(&layer.post_norm.forward(&h)?)?;
             h = (h + m)?;
         }
+        Ok(h)
+    }
+
+    /// Tokens in the KV cache.
+    pub fn cached_tokens(&self) -> usize {
+        self.layers.first().map_or(0, |l| l.attn.cache.len)
+    }
+}
+
+impl CausalLm for Llama {
+    fn forward(&mut self, ids: &Tensor, offset: usize) -> candle_core::Result<Tensor> {
+        let h = self.hidden(ids, offset)?;
         self.lm_head.forward(&self.norm.forward(&h)?)
+    }
+
+    fn forward_last(&mut self, ids: &Tensor, offset: usize) -> candle_core::Result<Tensor> {
+        let h = self.hidden(ids, offset)?;
+        let n = h.dim(1)?;
+        let last = h.narrow(1, n - 1, 1)?;
+        self.lm_head.forward(&self.norm.forward(&last)?)?.squeeze(1)
     }
 
     fn reset(&mut self) {

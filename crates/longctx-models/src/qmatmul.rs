@@ -120,7 +120,7 @@ impl Q4Matrix {
             let inv = if amax == 0.0 { 0.0 } else { 127.0 / amax };
             let mut sum = 0i32;
             for (v, out) in xb.iter().zip(qb.iter_mut()) {
-                let r = (v * inv).round_ties_even() as i8;
+                let r = round_ties_even(v * inv) as i8;
                 sum += i32::from(r);
                 *out = r;
             }
@@ -146,8 +146,13 @@ impl Q4Matrix {
             let first = task * per_task;
             for (r, row_out) in chunk.chunks_exact_mut(m).enumerate() {
                 let j = first + r;
-                for (i, slot) in row_out.iter_mut().enumerate() {
-                    *slot = self.dot(kernel, j, &xq, i, nb);
+                // Four activation rows per pass over the weight row (its nibbles unpacked once).
+                let full = m - m % 4;
+                for i in (0..full).step_by(4) {
+                    row_out[i..i + 4].copy_from_slice(&self.dot4(kernel, j, &xq, i, nb));
+                }
+                for i in full..m {
+                    row_out[i] = self.dot(kernel, j, &xq, i, nb);
                 }
             }
         });
@@ -182,6 +187,41 @@ impl Q4Matrix {
             Kernel::Scalar => dot_scalar(self.kind, wq, wd, wm, xq, xd, xs),
         }
     }
+}
+
+impl Q4Matrix {
+    /// Weight row `j` times activation rows `i..i + 4`.
+    fn dot4(&self, kernel: Kernel, j: usize, x: &Q8Rows, i: usize, nb: usize) -> [f32; 4] {
+        match kernel {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 | Kernel::AvxVnni => {
+                let wq = &self.nibbles[j * nb * 16..(j + 1) * nb * 16];
+                let wd = &self.scales[j * nb..(j + 1) * nb];
+                let wm = if self.kind == Q4Kind::Q4_1 { &self.mins[j * nb..(j + 1) * nb] } else { &[][..] };
+                let xq = &x.q[i * nb * QK..(i + 4) * nb * QK];
+                let xd = &x.d[i * nb..(i + 4) * nb];
+                let xs = if self.kind == Q4Kind::Q4_1 { &x.s[i * nb..(i + 4) * nb] } else { &[][..] };
+                // SAFETY: `Kernel::detect` chose these only where the CPU has the features.
+                unsafe {
+                    if kernel == Kernel::AvxVnni {
+                        x86::dot4_vnni(self.kind, wq, wd, wm, xq, xd, xs)
+                    } else {
+                        x86::dot4_avx2(self.kind, wq, wd, wm, xq, xd, xs)
+                    }
+                }
+            }
+            Kernel::Scalar => std::array::from_fn(|r| self.dot(kernel, j, x, i + r, nb)),
+        }
+    }
+}
+
+/// Round half to even for |x| ≤ 2²², without a libm call: adding and subtracting 1.5·2²³
+/// leaves the value rounded in the FPU's default mode (to nearest, ties to even), which is
+/// what ggml's `_mm256_round_ps(_, _MM_ROUND_NEAREST)` does.
+#[inline]
+fn round_ties_even(x: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0;
+    (x + MAGIC) - MAGIC
 }
 
 /// The block products in plain Rust: the reference the SIMD kernels are tested against.
@@ -292,6 +332,76 @@ mod x86 {
         xs: &[f32],
     ) -> f32 {
         body::<true>(kind, wq, wd, wm, xq, xd, xs)
+    }
+
+    /// [`body4`] compiled for AVX2 + FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn dot4_avx2(
+        kind: Q4Kind,
+        wq: &[u8],
+        wd: &[f32],
+        wm: &[f32],
+        xq: &[i8],
+        xd: &[f32],
+        xs: &[f32],
+    ) -> [f32; 4] {
+        body4::<false>(kind, wq, wd, wm, xq, xd, xs)
+    }
+
+    /// [`body4`] compiled for AVX2 + FMA + AVX-VNNI.
+    #[target_feature(enable = "avx2,fma,avxvnni")]
+    pub(super) unsafe fn dot4_vnni(
+        kind: Q4Kind,
+        wq: &[u8],
+        wd: &[f32],
+        wm: &[f32],
+        xq: &[i8],
+        xd: &[f32],
+        xs: &[f32],
+    ) -> [f32; 4] {
+        body4::<true>(kind, wq, wd, wm, xq, xd, xs)
+    }
+
+    /// One weight row times four consecutive activation rows (`xq`, `xd`, `xs` hold the four),
+    /// each accumulated exactly as [`body`] accumulates one.
+    #[inline(always)]
+    unsafe fn body4<const VNNI: bool>(
+        kind: Q4Kind,
+        wq: &[u8],
+        wd: &[f32],
+        wm: &[f32],
+        xq: &[i8],
+        xd: &[f32],
+        xs: &[f32],
+    ) -> [f32; 4] {
+        let nb = wd.len();
+        let mask = _mm_set1_epi8(0x0F);
+        let eight = _mm_set1_epi8(8);
+        let mut acc = [_mm256_setzero_ps(); 4];
+        let mut mins = [0f32; 4];
+        for b in 0..nb {
+            let bytes = _mm_loadu_si128(wq.as_ptr().add(b * 16).cast());
+            let lo = _mm_and_si128(bytes, mask);
+            let hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), mask);
+            let w = match kind {
+                Q4Kind::Q4_1 => _mm256_set_m128i(hi, lo),
+                Q4Kind::Q4_0 => _mm256_set_m128i(_mm_sub_epi8(hi, eight), _mm_sub_epi8(lo, eight)),
+            };
+            let w_abs = _mm256_sign_epi8(w, w);
+            for r in 0..4 {
+                let x = _mm256_loadu_si256(xq.as_ptr().add((r * nb + b) * QK).cast());
+                let sums = match kind {
+                    Q4Kind::Q4_1 => sum_u8_i8::<VNNI>(w, x),
+                    Q4Kind::Q4_0 => sum_u8_i8::<VNNI>(w_abs, _mm256_sign_epi8(x, w)),
+                };
+                let scale = _mm256_set1_ps(wd[b] * xd[r * nb + b]);
+                acc[r] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(sums), acc[r]);
+                if kind == Q4Kind::Q4_1 {
+                    mins[r] += wm[b] * xs[r * nb + b];
+                }
+            }
+        }
+        std::array::from_fn(|r| hsum(acc[r]) + mins[r])
     }
 
     /// One weight row times one activation row, block by block as ggml's x86 kernels do.
@@ -413,6 +523,43 @@ mod tests {
                     let exact: f32 = (0..cols).map(|k| dense[j * cols + k] * x[i * cols + k]).sum();
                     let scale: f32 = (0..cols).map(|k| (dense[j * cols + k] * x[i * cols + k]).abs()).sum();
                     assert!((g - exact).abs() <= 0.02 * scale, "{kind:?} {i},{j}: {g} vs dense {exact}");
+                }
+            }
+        }
+    }
+
+    /// Every SIMD kernel this CPU has (not only the one `detect` picks), one and four rows at
+    /// a time, against the scalar reference.
+    #[test]
+    fn every_available_kernel_agrees_with_scalar() {
+        let mut kernels = vec![];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                kernels.push(Kernel::Avx2);
+                if is_x86_feature_detected!("avxvnni") {
+                    kernels.push(Kernel::AvxVnni);
+                }
+            }
+        }
+        for kind in [Q4Kind::Q4_0, Q4Kind::Q4_1] {
+            let (rows, cols, m) = (9, 160, 8);
+            let w = Q4Matrix::from_ggml(kind, rows, cols, &random_blocks(kind, rows, cols, 3)).unwrap();
+            let x: Vec<f32> = (0..m * cols).map(|i| ((i * 53 % 97) as f32 - 48.0) / 9.0).collect();
+            let xq = w.quantize_rows(&x);
+            let nb = cols / QK;
+            for &kernel in &kernels {
+                for j in 0..rows {
+                    for i in (0..m).step_by(4) {
+                        let four = w.dot4(kernel, j, &xq, i, nb);
+                        for r in 0..4 {
+                            let want = w.dot(Kernel::Scalar, j, &xq, i + r, nb);
+                            let one = w.dot(kernel, j, &xq, i + r, nb);
+                            for got in [one, four[r]] {
+                                assert!((got - want).abs() <= 1e-5 * want.abs().max(1.0), "{kernel:?} {kind:?}");
+                            }
+                        }
+                    }
                 }
             }
         }
