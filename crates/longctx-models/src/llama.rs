@@ -381,6 +381,60 @@ impl KvCache {
     }
 }
 
+/// Softmax over the last dimension of f32 scores `[.., rows, hi - lo]` whose rows are queries
+/// at positions `first + (row mod len)` and whose columns are keys `lo..hi`: a key is visible
+/// when it is not after the query and, with a window, less than `window` positions before it;
+/// invisible keys get probability 0. One pass per row, no mask tensor (inference only).
+struct CausalSoftmax {
+    first: usize,
+    len: usize,
+    lo: usize,
+    window: Option<usize>,
+}
+
+impl candle_core::CustomOp1 for CausalSoftmax {
+    fn name(&self) -> &'static str {
+        "causal-softmax"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        use rayon::prelude::*;
+        let candle_core::CpuStorage::F32(data) = storage else {
+            candle_core::bail!("causal-softmax takes f32 scores");
+        };
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("causal-softmax takes contiguous scores");
+        };
+        let n = layout.shape().dims().last().copied().unwrap_or(1);
+        let mut out = data[start..end].to_vec();
+        out.par_chunks_mut(n).enumerate().for_each(|(r, row)| {
+            let qp = self.first + r % self.len;
+            let hi = (qp + 1 - self.lo).min(n);
+            let lo = self.window.map_or(0, |w| (qp + 1).saturating_sub(w).saturating_sub(self.lo)).min(hi);
+            let visible = &mut row[lo..hi];
+            let max = visible.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0f32;
+            for v in visible.iter_mut() {
+                *v = (*v - max).exp();
+                sum += *v;
+            }
+            for v in visible.iter_mut() {
+                *v /= sum;
+            }
+            row[..lo].fill(0.0);
+            row[hi..].fill(0.0);
+        });
+        Ok((candle_core::CpuStorage::F32(out), layout.shape().clone()))
+    }
+}
+
+/// Target size of one query chunk's f32 attention scores.
+const SCORES_BYTES: usize = 16 << 20;
+
 /// Default number of queries per attention chunk.
 pub const ATTENTION_CHUNK: usize = 256;
 
@@ -418,9 +472,14 @@ impl Attention {
         let rep = self.num_heads / self.num_kv_heads;
         let (kvh, d) = (self.num_kv_heads, self.head_dim);
         let scale = 1.0 / (d as f64).sqrt();
-        let mut outputs = Vec::with_capacity(s.div_ceil(self.chunk));
-        for start in (0..s).step_by(self.chunk) {
-            let len = self.chunk.min(s - start);
+        // Queries per chunk: at most `self.chunk`, fewer over long caches so that one chunk's
+        // scores stay within SCORES_BYTES (buffers the allocator reuses instead of mapping
+        // fresh pages for every chunk of every layer).
+        let keys = k.dim(2)?;
+        let chunk = self.chunk.min((SCORES_BYTES / (4 * self.num_heads * keys)).max(16));
+        let mut outputs = Vec::with_capacity(s.div_ceil(chunk));
+        for start in (0..s).step_by(chunk) {
+            let len = chunk.min(s - start);
             // The query heads sharing one key/value head, as rows of one matrix:
             // `[b, kvh, rep · len, d]` (no copy of the keys and values per query head).
             let qc = q.narrow(2, start, len)?.reshape((b, kvh, rep * len, d))?;
@@ -433,27 +492,47 @@ impl Attention {
             let vc = v.narrow(2, lo, hi - lo)?;
             // Scores in the model's dtype; mask and softmax in f32, as transformers' eager
             // attention does (`softmax(..., dtype=torch.float32).to(query.dtype)`).
-            let mut scores = (qc.matmul(&kc.t()?)? * scale)?.to_dtype(DType::F32)?;
-            // A single query sees every key of its range (that is how the range was chosen),
-            // so decoding steps need no mask.
-            if len > 1 {
-                let mask = self.mask(first, len, lo, hi, x.device())?;
-                scores = scores.reshape((b, kvh, rep, len, hi - lo))?.broadcast_add(&mask)?.reshape((
-                    b,
-                    kvh,
-                    rep * len,
-                    hi - lo,
-                ))?;
-            }
-            // Softmax written out (max-subtracted), so that it has a backward pass.
-            let max = scores.max_keepdim(D::Minus1)?;
-            let e = scores.broadcast_sub(&max)?.exp()?;
-            let p = e.broadcast_div(&e.sum_keepdim(D::Minus1)?)?.to_dtype(vc.dtype())?;
+            let scores = (qc.matmul(&kc.t()?)? * scale)?.to_dtype(DType::F32)?;
+            let p = if scores.track_op() {
+                self.differentiable_softmax(scores, (b, kvh, rep), first, len, lo, hi, x.device())?
+            } else {
+                // Inference: one fused pass, the causal/window mask implied by positions.
+                scores.apply_op1_no_bwd(&CausalSoftmax { first, len, lo, window: self.sliding_window })?
+            };
+            let p = p.to_dtype(vc.dtype())?;
             outputs.push(p.matmul(&vc)?.reshape((b, self.num_heads, len, d))?);
         }
         let out = if outputs.len() == 1 { outputs.pop().expect("one chunk") } else { Tensor::cat(&outputs, 2)? };
         let out = out.transpose(1, 2)?.reshape((b, s, self.num_heads * d))?;
         self.o.forward(&out)
+    }
+
+    /// Masked softmax written out in tensor operations (max-subtracted), so that it has a
+    /// backward pass.
+    #[allow(clippy::too_many_arguments)]
+    fn differentiable_softmax(
+        &self,
+        mut scores: Tensor,
+        (b, kvh, rep): (usize, usize, usize),
+        first: usize,
+        len: usize,
+        lo: usize,
+        hi: usize,
+        device: &Device,
+    ) -> candle_core::Result<Tensor> {
+        // A single query sees every key of its range (that is how the range was chosen).
+        if len > 1 {
+            let mask = self.mask(first, len, lo, hi, device)?;
+            scores = scores.reshape((b, kvh, rep, len, hi - lo))?.broadcast_add(&mask)?.reshape((
+                b,
+                kvh,
+                rep * len,
+                hi - lo,
+            ))?;
+        }
+        let max = scores.max_keepdim(D::Minus1)?;
+        let e = scores.broadcast_sub(&max)?.exp()?;
+        e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
     }
 
     /// Additive mask `[len, hi - lo]` for queries at positions `first..first + len` over keys
