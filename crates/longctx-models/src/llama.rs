@@ -381,57 +381,6 @@ impl KvCache {
     }
 }
 
-/// Softmax over the last dimension of f32 scores `[.., rows, hi - lo]` whose rows are queries
-/// at positions `first + (row mod len)` and whose columns are keys `lo..hi`: a key is visible
-/// when it is not after the query and, with a window, less than `window` positions before it;
-/// invisible keys get probability 0. One pass per row, no mask tensor (inference only).
-struct CausalSoftmax {
-    first: usize,
-    len: usize,
-    lo: usize,
-    window: Option<usize>,
-}
-
-impl candle_core::CustomOp1 for CausalSoftmax {
-    fn name(&self) -> &'static str {
-        "causal-softmax"
-    }
-
-    fn cpu_fwd(
-        &self,
-        storage: &candle_core::CpuStorage,
-        layout: &candle_core::Layout,
-    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
-        use rayon::prelude::*;
-        let candle_core::CpuStorage::F32(data) = storage else {
-            candle_core::bail!("causal-softmax takes f32 scores");
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("causal-softmax takes contiguous scores");
-        };
-        let n = layout.shape().dims().last().copied().unwrap_or(1);
-        let mut out = data[start..end].to_vec();
-        out.par_chunks_mut(n).enumerate().for_each(|(r, row)| {
-            let qp = self.first + r % self.len;
-            let hi = (qp + 1 - self.lo).min(n);
-            let lo = self.window.map_or(0, |w| (qp + 1).saturating_sub(w).saturating_sub(self.lo)).min(hi);
-            let visible = &mut row[lo..hi];
-            let max = visible.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0f32;
-            for v in visible.iter_mut() {
-                *v = (*v - max).exp();
-                sum += *v;
-            }
-            for v in visible.iter_mut() {
-                *v /= sum;
-            }
-            row[..lo].fill(0.0);
-            row[hi..].fill(0.0);
-        });
-        Ok((candle_core::CpuStorage::F32(out), layout.shape().clone()))
-    }
-}
-
 /// Target size of one query chunk's f32 attention scores.
 const SCORES_BYTES: usize = 16 << 20;
 
@@ -472,6 +421,18 @@ impl Attention {
         let rep = self.num_heads / self.num_kv_heads;
         let (kvh, d) = (self.num_kv_heads, self.head_dim);
         let scale = 1.0 / (d as f64).sqrt();
+        // One new token in f32 without gradients: the fused decoding kernel.
+        if s == 1 && q.dtype() == DType::F32 && !q.track_op() && !k.track_op() {
+            let lo = self.sliding_window.map_or(0, |w| (offset + 1).saturating_sub(w));
+            let n = k.dim(2)? - lo;
+            let qg = q.reshape((b, kvh, rep, d))?;
+            let out = qg.apply_op3_no_bwd(
+                &k.narrow(2, lo, n)?,
+                &v.narrow(2, lo, n)?,
+                &crate::attention::DecodeAttention { scale: scale as f32 },
+            )?;
+            return self.o.forward(&out.reshape((b, 1, self.num_heads * d))?);
+        }
         // Queries per chunk: at most `self.chunk`, fewer over long caches so that one chunk's
         // scores stay within SCORES_BYTES (buffers the allocator reuses instead of mapping
         // fresh pages for every chunk of every layer).
@@ -497,7 +458,12 @@ impl Attention {
                 self.differentiable_softmax(scores, (b, kvh, rep), first, len, lo, hi, x.device())?
             } else {
                 // Inference: one fused pass, the causal/window mask implied by positions.
-                scores.apply_op1_no_bwd(&CausalSoftmax { first, len, lo, window: self.sliding_window })?
+                scores.apply_op1_no_bwd(&crate::attention::CausalSoftmax {
+                    first,
+                    len,
+                    lo,
+                    window: self.sliding_window,
+                })?
             };
             let p = p.to_dtype(vc.dtype())?;
             outputs.push(p.matmul(&vc)?.reshape((b, self.num_heads, len, d))?);
