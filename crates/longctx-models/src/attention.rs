@@ -148,11 +148,73 @@ struct Group<'a> {
 }
 
 impl Group<'_> {
-    /// [`Group::attend`] compiled for AVX2 + FMA (the compiler vectorises its loops 8 wide).
+    /// [`Group::attend`] with AVX2 + FMA kernels: scores for eight keys at a time (one
+    /// horizontal reduction per eight keys), and the weighted sum of values kept in registers
+    /// for head sizes 64 and 128.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn attend_avx2(&self, out: &mut [f32]) {
-        self.attend(out);
+        use std::arch::x86_64::{
+            _mm256_add_ps, _mm256_fmadd_ps, _mm256_hadd_ps, _mm256_loadu_ps, _mm256_mul_ps, _mm256_permute2f128_ps,
+            _mm256_set1_ps, _mm256_setzero_ps, _mm256_storeu_ps,
+        };
+        let (rep, d) = (self.rep, self.d);
+        if d % 8 != 0 {
+            return self.attend(out);
+        }
+        let n = self.k.len() / d;
+        let mut scores = vec![0f32; rep * n];
+        let kp = self.k.as_ptr();
+        let blocks = n / 8;
+        let scale = _mm256_set1_ps(self.scale);
+        for jb in 0..blocks {
+            for r in 0..rep {
+                let qp = self.q.as_ptr().add(r * d);
+                let mut acc = [_mm256_setzero_ps(); 8];
+                for t in (0..d).step_by(8) {
+                    let qv = _mm256_loadu_ps(qp.add(t));
+                    for (u, a) in acc.iter_mut().enumerate() {
+                        *a = _mm256_fmadd_ps(_mm256_loadu_ps(kp.add((jb * 8 + u) * d + t)), qv, *a);
+                    }
+                }
+                let s01 = _mm256_hadd_ps(acc[0], acc[1]);
+                let s23 = _mm256_hadd_ps(acc[2], acc[3]);
+                let s45 = _mm256_hadd_ps(acc[4], acc[5]);
+                let s67 = _mm256_hadd_ps(acc[6], acc[7]);
+                let s0123 = _mm256_hadd_ps(s01, s23);
+                let s4567 = _mm256_hadd_ps(s45, s67);
+                let sums = _mm256_add_ps(
+                    _mm256_permute2f128_ps(s0123, s4567, 0x20),
+                    _mm256_permute2f128_ps(s0123, s4567, 0x31),
+                );
+                _mm256_storeu_ps(scores.as_mut_ptr().add(r * n + jb * 8), _mm256_mul_ps(sums, scale));
+            }
+        }
+        for j in blocks * 8..n {
+            let kj = &self.k[j * d..(j + 1) * d];
+            for r in 0..rep {
+                scores[r * n + j] = dot(&self.q[r * d..(r + 1) * d], kj) * self.scale;
+            }
+        }
+        softmax_rows(&mut scores, n);
+        let vp = self.v.as_ptr();
+        for r in 0..rep {
+            let p = &scores[r * n..(r + 1) * n];
+            let o = out.as_mut_ptr().add(r * d);
+            match d {
+                64 => weighted_sum::<8>(p, vp, o),
+                128 => weighted_sum::<16>(p, vp, o),
+                _ => {
+                    for (j, vj) in self.v.chunks_exact(d).enumerate() {
+                        let pj = _mm256_set1_ps(p[j]);
+                        for t in (0..d).step_by(8) {
+                            let cur = _mm256_loadu_ps(o.add(t));
+                            _mm256_storeu_ps(o.add(t), _mm256_fmadd_ps(pj, _mm256_loadu_ps(vj.as_ptr().add(t)), cur));
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[inline(always)]
@@ -165,17 +227,7 @@ impl Group<'_> {
                 scores[r * n + j] = dot(&self.q[r * d..(r + 1) * d], kj) * self.scale;
             }
         }
-        for row in scores.chunks_exact_mut(n) {
-            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0f32;
-            for x in row.iter_mut() {
-                *x = (*x - max).exp();
-                sum += *x;
-            }
-            for x in row.iter_mut() {
-                *x /= sum;
-            }
-        }
+        softmax_rows(&mut scores, n);
         for (j, vj) in self.v.chunks_exact(d).enumerate() {
             for r in 0..rep {
                 let p = scores[r * n + j];
@@ -184,5 +236,39 @@ impl Group<'_> {
                 }
             }
         }
+    }
+}
+
+/// Softmax of each row of `n` scores, in place.
+#[inline(always)]
+fn softmax_rows(scores: &mut [f32], n: usize) {
+    for row in scores.chunks_exact_mut(n) {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0f32;
+        for x in row.iter_mut() {
+            *x = (*x - max).exp();
+            sum += *x;
+        }
+        for x in row.iter_mut() {
+            *x /= sum;
+        }
+    }
+}
+
+/// `out[..8·V] = Σ_j p[j] · v_j` with the `V` output vectors held in registers.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn weighted_sum<const V: usize>(p: &[f32], v: *const f32, out: *mut f32) {
+    use std::arch::x86_64::{_mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_setzero_ps, _mm256_storeu_ps};
+    let mut acc = [_mm256_setzero_ps(); V];
+    for (j, &pj) in p.iter().enumerate() {
+        let pv = _mm256_set1_ps(pj);
+        let row = v.add(j * V * 8);
+        for (t, a) in acc.iter_mut().enumerate() {
+            *a = _mm256_fmadd_ps(pv, _mm256_loadu_ps(row.add(t * 8)), *a);
+        }
+    }
+    for (t, a) in acc.iter().enumerate() {
+        _mm256_storeu_ps(out.add(t * 8), *a);
     }
 }
