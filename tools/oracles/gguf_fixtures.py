@@ -162,7 +162,8 @@ if __name__ == "__main__":
     args = ap.parse_args()
     for name in TINY_MODELS:
         write_tiny(name, gguf.GGMLQuantizationType.F32)
-    for q in [gguf.GGMLQuantizationType.Q8_0, gguf.GGMLQuantizationType.Q4_0, gguf.GGMLQuantizationType.Q4_1]:
+    for q in [gguf.GGMLQuantizationType.Q8_0, gguf.GGMLQuantizationType.Q4_0, gguf.GGMLQuantizationType.Q4_1,
+              gguf.GGMLQuantizationType.Q5_0]:
         write_tiny("llama", q)
     if args.smollm2:
         smollm2(args.smollm2)

@@ -11,6 +11,7 @@ use std::borrow::Cow;
 use std::cell::RefCell;
 use std::io::BufReader;
 use std::path::Path;
+use std::sync::Arc;
 
 use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::quantized::{GgmlDType, QMatMul, QStorage, QTensor};
@@ -20,7 +21,7 @@ use crate::chat_template::ChatTemplate;
 use crate::config::parse_override;
 use crate::llama::{Config, Embed, Llama, Part, Proj, WeightSource};
 use crate::load::Loaded;
-use crate::qmatmul::{Q4Kind, Q4MatMul, Q4Matrix};
+use crate::qmatmul::{BlockKind, QuantMatMul, QuantMatrix};
 use crate::rope::{RopeParams, RopeScaling};
 use crate::tokenizer::HfTokenizer;
 use crate::ModelError;
@@ -295,6 +296,20 @@ impl<'a> GgufWeights<'a> {
         QTensor::new(storage, t.shape().clone())
     }
 
+    /// The matrix for longctx's own kernels when its type has them (Q4_0, Q4_1, Q8_0 on the CPU).
+    fn packed(&self, w: &QTensor, rows: usize, cols: usize) -> candle_core::Result<Option<Arc<QuantMatrix>>> {
+        let kind = match w.dtype() {
+            GgmlDType::Q4_0 => BlockKind::Q4_0,
+            GgmlDType::Q4_1 => BlockKind::Q4_1,
+            GgmlDType::Q8_0 => BlockKind::Q8_0,
+            _ => return Ok(None),
+        };
+        if !self.device.is_cpu() || !cols.is_multiple_of(32) {
+            return Ok(None);
+        }
+        Ok(Some(Arc::new(QuantMatrix::from_ggml(kind, rows, cols, &w.data()?)?)))
+    }
+
     fn f32_vector(&self, name: &str, len: usize) -> candle_core::Result<Tensor> {
         self.get(name, &[len])?.dequantize(&self.device)?.to_dtype(DType::F32)
     }
@@ -315,18 +330,10 @@ impl WeightSource for GgufWeights<'_> {
             b = b.map(|b| self.unpermute(b, heads)).transpose()?;
         }
         let b = b.map(|b| b.dequantize(&self.device)).transpose()?;
-        let q4 = match w.dtype() {
-            GgmlDType::Q4_0 => Some(Q4Kind::Q4_0),
-            GgmlDType::Q4_1 => Some(Q4Kind::Q4_1),
-            _ => None,
-        };
-        match q4 {
-            Some(kind) if self.device.is_cpu() => {
-                let m = Q4Matrix::from_ggml(kind, out_dim, in_dim, &w.data()?)?;
-                Ok(Proj::Q4(Q4MatMul(m), b))
-            }
-            _ => Ok(Proj::Quant(QMatMul::from_qtensor(w)?, b)),
-        }
+        Ok(match self.packed(&w, out_dim, in_dim)? {
+            Some(m) => Proj::Packed(QuantMatMul(m), b),
+            None => Proj::Quant(QMatMul::from_qtensor(w)?, b),
+        })
     }
 
     fn norm(&self, layer: usize, part: Part, size: usize) -> candle_core::Result<Tensor> {
@@ -338,12 +345,24 @@ impl WeightSource for GgufWeights<'_> {
     }
 
     fn embedding(&self, vocab: usize, hidden: usize) -> candle_core::Result<Embed> {
-        Ok(Embed::Quant(QMatMul::from_qtensor(self.get("token_embd.weight", &[vocab, hidden])?)?))
+        let w = self.get("token_embd.weight", &[vocab, hidden])?;
+        Ok(match self.packed(&w, vocab, hidden)? {
+            Some(m) => Embed::Packed(m),
+            None => Embed::Quant(QMatMul::from_qtensor(w)?),
+        })
     }
 
-    fn lm_head(&self, hidden: usize, vocab: usize, tied: bool, _embed: &Embed) -> candle_core::Result<Proj> {
+    fn lm_head(&self, hidden: usize, vocab: usize, tied: bool, embed: &Embed) -> candle_core::Result<Proj> {
+        if let (true, Embed::Packed(m)) = (tied, embed) {
+            // One copy of the matrix serves the lookup and the LM head.
+            return Ok(Proj::Packed(QuantMatMul(Arc::clone(m)), None));
+        }
         let name = if tied { "token_embd.weight" } else { "output.weight" };
-        Ok(Proj::Quant(QMatMul::from_qtensor(self.get(name, &[vocab, hidden])?)?, None))
+        let w = self.get(name, &[vocab, hidden])?;
+        Ok(match self.packed(&w, vocab, hidden)? {
+            Some(m) => Proj::Packed(QuantMatMul(m), None),
+            None => Proj::Quant(QMatMul::from_qtensor(w)?, None),
+        })
     }
 }
 

@@ -194,8 +194,8 @@ pub enum Proj {
     Dense(Linear),
     /// Quantized weights (candle's kernels) and an optional f32 bias.
     Quant(QMatMul, Option<Tensor>),
-    /// Q4_0/Q4_1 weights (longctx's kernels) and an optional f32 bias.
-    Q4(crate::qmatmul::Q4MatMul, Option<Tensor>),
+    /// Q4_0/Q4_1/Q8_0 weights (longctx's kernels) and an optional f32 bias.
+    Packed(crate::qmatmul::QuantMatMul, Option<Tensor>),
 }
 
 impl Module for Proj {
@@ -204,8 +204,8 @@ impl Module for Proj {
             Self::Dense(l) => l.forward(x),
             Self::Quant(w, None) => w.forward(x),
             Self::Quant(w, Some(b)) => w.forward(x)?.broadcast_add(b),
-            Self::Q4(w, None) => w.forward(x),
-            Self::Q4(w, Some(b)) => w.forward(x)?.broadcast_add(b),
+            Self::Packed(w, None) => w.forward(x),
+            Self::Packed(w, Some(b)) => w.forward(x)?.broadcast_add(b),
         }
     }
 }
@@ -216,6 +216,8 @@ pub enum Embed {
     Dense(Embedding),
     /// Quantized matrix `[vocab, hidden]`.
     Quant(QMatMul),
+    /// Q4_0/Q4_1/Q8_0 matrix `[vocab, hidden]` (longctx's kernels; shared with a tied LM head).
+    Packed(std::sync::Arc<crate::qmatmul::QuantMatrix>),
 }
 
 impl Embed {
@@ -223,6 +225,12 @@ impl Embed {
         match self {
             Self::Dense(e) => e.forward(ids),
             Self::Quant(q) => q.embedding(ids),
+            Self::Packed(m) => {
+                let flat = ids.flatten_all()?.to_vec1::<u32>()?;
+                let mut dims = ids.dims().to_vec();
+                dims.push(m.cols());
+                Tensor::from_vec(m.rows_f32(&flat), dims, ids.device())
+            }
         }
     }
 }
@@ -310,7 +318,9 @@ impl WeightSource for HfWeights<'_> {
     fn lm_head(&self, hidden: usize, vocab: usize, tied: bool, embed: &Embed) -> candle_core::Result<Proj> {
         match (tied, embed) {
             (true, Embed::Dense(e)) => Ok(Proj::Dense(Linear::new(e.embeddings().clone(), None))),
-            (true, Embed::Quant(_)) => candle_core::bail!("a dense checkpoint with a quantized embedding"),
+            (true, Embed::Quant(_) | Embed::Packed(_)) => {
+                candle_core::bail!("a dense checkpoint with a quantized embedding")
+            }
             (false, _) => Ok(Proj::Dense(candle_nn::linear_no_bias(hidden, vocab, self.0.pp("lm_head"))?)),
         }
     }

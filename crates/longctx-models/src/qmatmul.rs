@@ -17,18 +17,30 @@ const QK: usize = 32;
 
 /// Which 4-bit layout the weights have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Q4Kind {
+pub enum BlockKind {
     /// `q · d` with `q` in `-8..8` (18-byte blocks: f16 d, 16 bytes of nibbles).
     Q4_0,
     /// `q · d + m` with `q` in `0..16` (20-byte blocks: f16 d, f16 m, 16 bytes of nibbles).
     Q4_1,
+    /// `q · d` with `q` an i8 (34-byte blocks: f16 d, 32 bytes).
+    Q8_0,
 }
 
-impl Q4Kind {
+impl BlockKind {
     fn block_bytes(self) -> usize {
         match self {
-            Q4Kind::Q4_0 => 18,
-            Q4Kind::Q4_1 => 20,
+            BlockKind::Q4_0 => 18,
+            BlockKind::Q4_1 => 20,
+            BlockKind::Q8_0 => 34,
+        }
+    }
+
+    /// Bytes of quantized values per block.
+    fn quant_bytes(self) -> usize {
+        if self == BlockKind::Q8_0 {
+            32
+        } else {
+            16
         }
     }
 }
@@ -36,8 +48,8 @@ impl Q4Kind {
 /// A `[rows, cols]` matrix of Q4_0 or Q4_1 blocks, unpacked for the kernels: nibbles, and the
 /// block scales (and minimums) widened to f32 once at load.
 #[derive(Debug, Clone)]
-pub struct Q4Matrix {
-    kind: Q4Kind,
+pub struct QuantMatrix {
+    kind: BlockKind,
     rows: usize,
     cols: usize,
     /// 16 bytes per block: element `i < 16` in the low nibble of byte `i`, `16 + i` in its
@@ -56,9 +68,9 @@ struct Q8Rows {
     s: Vec<f32>,
 }
 
-impl Q4Matrix {
+impl QuantMatrix {
     /// Unpacks raw GGML blocks of a `[rows, cols]` matrix.
-    pub fn from_ggml(kind: Q4Kind, rows: usize, cols: usize, data: &[u8]) -> candle_core::Result<Self> {
+    pub fn from_ggml(kind: BlockKind, rows: usize, cols: usize, data: &[u8]) -> candle_core::Result<Self> {
         if !cols.is_multiple_of(QK) {
             candle_core::bail!("{kind:?} matrix with {cols} columns (not a multiple of {QK})");
         }
@@ -66,14 +78,14 @@ impl Q4Matrix {
         if data.len() != blocks * kind.block_bytes() {
             candle_core::bail!("{kind:?} data of {} bytes for a {rows}x{cols} matrix", data.len());
         }
-        let mut nibbles = Vec::with_capacity(blocks * 16);
+        let mut nibbles = Vec::with_capacity(blocks * kind.quant_bytes());
         let mut scales = Vec::with_capacity(blocks);
-        let mut mins = Vec::with_capacity(if kind == Q4Kind::Q4_1 { blocks } else { 0 });
+        let mut mins = Vec::with_capacity(if kind == BlockKind::Q4_1 { blocks } else { 0 });
         for block in data.chunks_exact(kind.block_bytes()) {
             scales.push(f16::from_le_bytes([block[0], block[1]]).to_f32());
             let qs = match kind {
-                Q4Kind::Q4_0 => &block[2..],
-                Q4Kind::Q4_1 => {
+                BlockKind::Q4_0 | BlockKind::Q8_0 => &block[2..],
+                BlockKind::Q4_1 => {
                     mins.push(f16::from_le_bytes([block[2], block[3]]).to_f32());
                     &block[4..]
                 }
@@ -93,17 +105,48 @@ impl Q4Matrix {
         self.cols
     }
 
+    /// Rows `ids` as f32 `[ids.len(), cols]` (an embedding lookup).
+    pub fn rows_f32(&self, ids: &[u32]) -> Vec<f32> {
+        let nb = self.cols / QK;
+        let qb = self.kind.quant_bytes();
+        let mut out = Vec::with_capacity(ids.len() * self.cols);
+        for &id in ids {
+            let j = id as usize;
+            for b in j * nb..(j + 1) * nb {
+                let qs = &self.nibbles[b * qb..(b + 1) * qb];
+                let (d, m) = (self.scales[b], self.mins.get(b).copied().unwrap_or(0.0));
+                match self.kind {
+                    BlockKind::Q8_0 => out.extend(qs.iter().map(|&q| f32::from(i8::from_ne_bytes([q])) * d)),
+                    BlockKind::Q4_0 => {
+                        out.extend(qs.iter().map(|&q| (f32::from(q & 0x0F) - 8.0) * d));
+                        out.extend(qs.iter().map(|&q| (f32::from(q >> 4) - 8.0) * d));
+                    }
+                    BlockKind::Q4_1 => {
+                        out.extend(qs.iter().map(|&q| f32::from(q & 0x0F) * d + m));
+                        out.extend(qs.iter().map(|&q| f32::from(q >> 4) * d + m));
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// The weights as f32 (for tests and diagnostics).
     pub fn dequantize(&self) -> Vec<f32> {
         let mut out = Vec::with_capacity(self.rows * self.cols);
-        for (b, qs) in self.nibbles.chunks_exact(16).enumerate() {
+        for (b, qs) in self.nibbles.chunks_exact(self.kind.quant_bytes()).enumerate() {
             let (d, m) = (self.scales[b], self.mins.get(b).copied().unwrap_or(0.0));
             let value = |q: u8| match self.kind {
-                Q4Kind::Q4_0 => (f32::from(q) - 8.0) * d,
-                Q4Kind::Q4_1 => f32::from(q) * d + m,
+                BlockKind::Q4_0 => (f32::from(q) - 8.0) * d,
+                BlockKind::Q4_1 => f32::from(q) * d + m,
+                BlockKind::Q8_0 => f32::from(i8::from_ne_bytes([q])) * d,
             };
-            out.extend(qs.iter().map(|&q| value(q & 0x0F)));
-            out.extend(qs.iter().map(|&q| value(q >> 4)));
+            if self.kind == BlockKind::Q8_0 {
+                out.extend(qs.iter().map(|&q| value(q)));
+            } else {
+                out.extend(qs.iter().map(|&q| value(q & 0x0F)));
+                out.extend(qs.iter().map(|&q| value(q >> 4)));
+            }
         }
         out
     }
@@ -113,7 +156,7 @@ impl Q4Matrix {
         let blocks = x.len() / QK;
         let mut q = vec![0i8; x.len()];
         let mut d = Vec::with_capacity(blocks);
-        let mut s = Vec::with_capacity(if self.kind == Q4Kind::Q4_1 { blocks } else { 0 });
+        let mut s = Vec::with_capacity(if self.kind == BlockKind::Q4_1 { blocks } else { 0 });
         for (xb, qb) in x.chunks_exact(QK).zip(q.chunks_exact_mut(QK)) {
             let amax = xb.iter().fold(0f32, |a, v| a.max(v.abs()));
             let scale = amax / 127.0;
@@ -125,7 +168,7 @@ impl Q4Matrix {
                 *out = r;
             }
             d.push(f16::from_f32(scale).to_f32());
-            if self.kind == Q4Kind::Q4_1 {
+            if self.kind == BlockKind::Q4_1 {
                 s.push(f16::from_f32(scale * sum as f32).to_f32());
             }
         }
@@ -144,6 +187,10 @@ impl Q4Matrix {
         let mut out_t = vec![0f32; self.rows * m];
         out_t.par_chunks_mut(per_task * m).enumerate().for_each(|(task, chunk)| {
             let first = task * per_task;
+            if m == 1 {
+                // Decoding: one call runs the kernel over the task's rows.
+                return self.rows_times_one(kernel, first, chunk, &xq, nb);
+            }
             for (r, row_out) in chunk.chunks_exact_mut(m).enumerate() {
                 let j = first + r;
                 // Four activation rows per pass over the weight row (its nibbles unpacked once).
@@ -168,15 +215,37 @@ impl Q4Matrix {
         out
     }
 
+    /// Weight rows `first..first + out.len()` times the single activation row of `x`.
+    fn rows_times_one(&self, kernel: Kernel, first: usize, out: &mut [f32], x: &Q8Rows, nb: usize) {
+        let rows = first..first + out.len();
+        let qb = self.kind.quant_bytes();
+        let wq = &self.nibbles[rows.start * nb * qb..rows.end * nb * qb];
+        let wd = &self.scales[rows.start * nb..rows.end * nb];
+        let wm = if self.kind == BlockKind::Q4_1 { &self.mins[rows.start * nb..rows.end * nb] } else { &[][..] };
+        match kernel {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Kernel::detect` chose these only where the CPU has the features.
+            Kernel::Avx2 => unsafe { x86::rows_avx2(self.kind, wq, wd, wm, &x.q, &x.d, &x.s, out) },
+            #[cfg(target_arch = "x86_64")]
+            Kernel::AvxVnni => unsafe { x86::rows_vnni(self.kind, wq, wd, wm, &x.q, &x.d, &x.s, out) },
+            Kernel::Scalar => {
+                for (r, slot) in out.iter_mut().enumerate() {
+                    *slot = self.dot(kernel, first + r, x, 0, nb);
+                }
+            }
+        }
+    }
+
     /// The product of weight row `j` with activation row `i`.
     fn dot(&self, kernel: Kernel, j: usize, x: &Q8Rows, i: usize, nb: usize) -> f32 {
-        let wq = &self.nibbles[j * nb * 16..(j + 1) * nb * 16];
+        let qb = self.kind.quant_bytes();
+        let wq = &self.nibbles[j * nb * qb..(j + 1) * nb * qb];
         let wd = &self.scales[j * nb..(j + 1) * nb];
         let xq = &x.q[i * nb * QK..(i + 1) * nb * QK];
         let xd = &x.d[i * nb..(i + 1) * nb];
         let (wm, xs) = match self.kind {
-            Q4Kind::Q4_0 => (&[][..], &[][..]),
-            Q4Kind::Q4_1 => (&self.mins[j * nb..(j + 1) * nb], &x.s[i * nb..(i + 1) * nb]),
+            BlockKind::Q4_0 | BlockKind::Q8_0 => (&[][..], &[][..]),
+            BlockKind::Q4_1 => (&self.mins[j * nb..(j + 1) * nb], &x.s[i * nb..(i + 1) * nb]),
         };
         match kernel {
             #[cfg(target_arch = "x86_64")]
@@ -189,18 +258,19 @@ impl Q4Matrix {
     }
 }
 
-impl Q4Matrix {
+impl QuantMatrix {
     /// Weight row `j` times activation rows `i..i + 4`.
     fn dot4(&self, kernel: Kernel, j: usize, x: &Q8Rows, i: usize, nb: usize) -> [f32; 4] {
         match kernel {
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 | Kernel::AvxVnni => {
-                let wq = &self.nibbles[j * nb * 16..(j + 1) * nb * 16];
+                let qb = self.kind.quant_bytes();
+                let wq = &self.nibbles[j * nb * qb..(j + 1) * nb * qb];
                 let wd = &self.scales[j * nb..(j + 1) * nb];
-                let wm = if self.kind == Q4Kind::Q4_1 { &self.mins[j * nb..(j + 1) * nb] } else { &[][..] };
+                let wm = if self.kind == BlockKind::Q4_1 { &self.mins[j * nb..(j + 1) * nb] } else { &[][..] };
                 let xq = &x.q[i * nb * QK..(i + 4) * nb * QK];
                 let xd = &x.d[i * nb..(i + 4) * nb];
-                let xs = if self.kind == Q4Kind::Q4_1 { &x.s[i * nb..(i + 4) * nb] } else { &[][..] };
+                let xs = if self.kind == BlockKind::Q4_1 { &x.s[i * nb..(i + 4) * nb] } else { &[][..] };
                 // SAFETY: `Kernel::detect` chose these only where the CPU has the features.
                 unsafe {
                     if kernel == Kernel::AvxVnni {
@@ -225,19 +295,26 @@ fn round_ties_even(x: f32) -> f32 {
 }
 
 /// The block products in plain Rust: the reference the SIMD kernels are tested against.
-fn dot_scalar(kind: Q4Kind, wq: &[u8], wd: &[f32], wm: &[f32], xq: &[i8], xd: &[f32], xs: &[f32]) -> f32 {
+fn dot_scalar(kind: BlockKind, wq: &[u8], wd: &[f32], wm: &[f32], xq: &[i8], xd: &[f32], xs: &[f32]) -> f32 {
     let mut acc = 0f32;
     let mut mins = 0f32;
     for b in 0..wd.len() {
         let mut sum = 0i32;
+        if kind == BlockKind::Q8_0 {
+            for k in 0..QK {
+                sum += i32::from(i8::from_ne_bytes([wq[b * QK + k]])) * i32::from(xq[b * QK + k]);
+            }
+            acc += wd[b] * xd[b] * sum as f32;
+            continue;
+        }
         for k in 0..16 {
             let byte = wq[b * 16 + k];
             let (lo, hi) = (i32::from(byte & 0x0F), i32::from(byte >> 4));
-            let (lo, hi) = if kind == Q4Kind::Q4_0 { (lo - 8, hi - 8) } else { (lo, hi) };
+            let (lo, hi) = if kind == BlockKind::Q4_0 { (lo - 8, hi - 8) } else { (lo, hi) };
             sum += lo * i32::from(xq[b * QK + k]) + hi * i32::from(xq[b * QK + 16 + k]);
         }
         acc += wd[b] * xd[b] * sum as f32;
-        if kind == Q4Kind::Q4_1 {
+        if kind == BlockKind::Q4_1 {
             mins += wm[b] * xs[b];
         }
     }
@@ -284,7 +361,7 @@ mod x86 {
         _mm_srli_epi16, _mm_sub_epi8,
     };
 
-    use super::{Q4Kind, QK};
+    use super::{BlockKind, QK};
 
     /// `Σ u8 · i8` over 32 lanes into 8 i32 sums: AVX-VNNI's `vpdpbusd`, or AVX2's
     /// `maddubs` + `madd` (no saturation: |u8| ≤ 15 here, so pair sums stay below 2¹⁵).
@@ -294,6 +371,25 @@ mod x86 {
             _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), u, s)
         } else {
             _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
+        }
+    }
+
+    /// The 32 weights of block `b`: Q4_1's `q` (0..16, as u8), Q4_0's `q - 8` and Q8_0's `q`
+    /// (as i8).
+    #[inline(always)]
+    unsafe fn weights(kind: BlockKind, wq: &[u8], b: usize) -> __m256i {
+        if kind == BlockKind::Q8_0 {
+            return _mm256_loadu_si256(wq.as_ptr().add(b * 32).cast());
+        }
+        let mask = _mm_set1_epi8(0x0F);
+        let bytes = _mm_loadu_si128(wq.as_ptr().add(b * 16).cast());
+        let lo = _mm_and_si128(bytes, mask);
+        let hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), mask);
+        if kind == BlockKind::Q4_1 {
+            _mm256_set_m128i(hi, lo)
+        } else {
+            let eight = _mm_set1_epi8(8);
+            _mm256_set_m128i(_mm_sub_epi8(hi, eight), _mm_sub_epi8(lo, eight))
         }
     }
 
@@ -309,7 +405,7 @@ mod x86 {
     /// [`body`] compiled for AVX2 + FMA.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn dot_avx2(
-        kind: Q4Kind,
+        kind: BlockKind,
         wq: &[u8],
         wd: &[f32],
         wm: &[f32],
@@ -323,7 +419,7 @@ mod x86 {
     /// [`body`] compiled for AVX2 + FMA + AVX-VNNI.
     #[target_feature(enable = "avx2,fma,avxvnni")]
     pub(super) unsafe fn dot_vnni(
-        kind: Q4Kind,
+        kind: BlockKind,
         wq: &[u8],
         wd: &[f32],
         wm: &[f32],
@@ -334,10 +430,63 @@ mod x86 {
         body::<true>(kind, wq, wd, wm, xq, xd, xs)
     }
 
+    /// [`body`] over consecutive weight rows (`wd.len() / nb` of them) and one activation row,
+    /// compiled for AVX2 + FMA.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn rows_avx2(
+        kind: BlockKind,
+        wq: &[u8],
+        wd: &[f32],
+        wm: &[f32],
+        xq: &[i8],
+        xd: &[f32],
+        xs: &[f32],
+        out: &mut [f32],
+    ) {
+        rows::<false>(kind, wq, wd, wm, xq, xd, xs, out);
+    }
+
+    /// [`rows_avx2`] with AVX-VNNI.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx2,fma,avxvnni")]
+    pub(super) unsafe fn rows_vnni(
+        kind: BlockKind,
+        wq: &[u8],
+        wd: &[f32],
+        wm: &[f32],
+        xq: &[i8],
+        xd: &[f32],
+        xs: &[f32],
+        out: &mut [f32],
+    ) {
+        rows::<true>(kind, wq, wd, wm, xq, xd, xs, out);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    unsafe fn rows<const VNNI: bool>(
+        kind: BlockKind,
+        wq: &[u8],
+        wd: &[f32],
+        wm: &[f32],
+        xq: &[i8],
+        xd: &[f32],
+        xs: &[f32],
+        out: &mut [f32],
+    ) {
+        let nb = xd.len();
+        for (r, slot) in out.iter_mut().enumerate() {
+            let wm = if kind == BlockKind::Q4_1 { &wm[r * nb..(r + 1) * nb] } else { wm };
+            let qb = kind.quant_bytes();
+            *slot = body::<VNNI>(kind, &wq[r * nb * qb..(r + 1) * nb * qb], &wd[r * nb..(r + 1) * nb], wm, xq, xd, xs);
+        }
+    }
+
     /// [`body4`] compiled for AVX2 + FMA.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn dot4_avx2(
-        kind: Q4Kind,
+        kind: BlockKind,
         wq: &[u8],
         wd: &[f32],
         wm: &[f32],
@@ -351,7 +500,7 @@ mod x86 {
     /// [`body4`] compiled for AVX2 + FMA + AVX-VNNI.
     #[target_feature(enable = "avx2,fma,avxvnni")]
     pub(super) unsafe fn dot4_vnni(
-        kind: Q4Kind,
+        kind: BlockKind,
         wq: &[u8],
         wd: &[f32],
         wm: &[f32],
@@ -366,7 +515,7 @@ mod x86 {
     /// each accumulated exactly as [`body`] accumulates one.
     #[inline(always)]
     unsafe fn body4<const VNNI: bool>(
-        kind: Q4Kind,
+        kind: BlockKind,
         wq: &[u8],
         wd: &[f32],
         wm: &[f32],
@@ -375,28 +524,20 @@ mod x86 {
         xs: &[f32],
     ) -> [f32; 4] {
         let nb = wd.len();
-        let mask = _mm_set1_epi8(0x0F);
-        let eight = _mm_set1_epi8(8);
         let mut acc = [_mm256_setzero_ps(); 4];
         let mut mins = [0f32; 4];
         for b in 0..nb {
-            let bytes = _mm_loadu_si128(wq.as_ptr().add(b * 16).cast());
-            let lo = _mm_and_si128(bytes, mask);
-            let hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), mask);
-            let w = match kind {
-                Q4Kind::Q4_1 => _mm256_set_m128i(hi, lo),
-                Q4Kind::Q4_0 => _mm256_set_m128i(_mm_sub_epi8(hi, eight), _mm_sub_epi8(lo, eight)),
-            };
+            let w = weights(kind, wq, b);
             let w_abs = _mm256_sign_epi8(w, w);
             for r in 0..4 {
                 let x = _mm256_loadu_si256(xq.as_ptr().add((r * nb + b) * QK).cast());
                 let sums = match kind {
-                    Q4Kind::Q4_1 => sum_u8_i8::<VNNI>(w, x),
-                    Q4Kind::Q4_0 => sum_u8_i8::<VNNI>(w_abs, _mm256_sign_epi8(x, w)),
+                    BlockKind::Q4_1 => sum_u8_i8::<VNNI>(w, x),
+                    BlockKind::Q4_0 | BlockKind::Q8_0 => sum_u8_i8::<VNNI>(w_abs, _mm256_sign_epi8(x, w)),
                 };
                 let scale = _mm256_set1_ps(wd[b] * xd[r * nb + b]);
                 acc[r] = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(sums), acc[r]);
-                if kind == Q4Kind::Q4_1 {
+                if kind == BlockKind::Q4_1 {
                     mins[r] += wm[b] * xs[r * nb + b];
                 }
             }
@@ -407,7 +548,7 @@ mod x86 {
     /// One weight row times one activation row, block by block as ggml's x86 kernels do.
     #[inline(always)]
     unsafe fn body<const VNNI: bool>(
-        kind: Q4Kind,
+        kind: BlockKind,
         wq: &[u8],
         wd: &[f32],
         wm: &[f32],
@@ -416,25 +557,18 @@ mod x86 {
         xs: &[f32],
     ) -> f32 {
         let nb = wd.len();
-        let mask = _mm_set1_epi8(0x0F);
         let mut acc = _mm256_setzero_ps();
         let mut mins = 0f32;
         for b in 0..nb {
-            let bytes = _mm_loadu_si128(wq.as_ptr().add(b * 16).cast());
-            let lo = _mm_and_si128(bytes, mask);
-            let hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), mask);
+            let w = weights(kind, wq, b);
             let x = _mm256_loadu_si256(xq.as_ptr().add(b * QK).cast());
             let sums = match kind {
-                Q4Kind::Q4_1 => sum_u8_i8::<VNNI>(_mm256_set_m128i(hi, lo), x),
-                Q4Kind::Q4_0 => {
-                    // q - 8 is signed: multiply |q - 8| by x carrying q - 8's sign.
-                    let eight = _mm_set1_epi8(8);
-                    let w = _mm256_set_m128i(_mm_sub_epi8(hi, eight), _mm_sub_epi8(lo, eight));
-                    sum_u8_i8::<VNNI>(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w))
-                }
+                BlockKind::Q4_1 => sum_u8_i8::<VNNI>(w, x),
+                // Signed weights: multiply |w| by x carrying w's sign.
+                BlockKind::Q4_0 | BlockKind::Q8_0 => sum_u8_i8::<VNNI>(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w)),
             };
             acc = _mm256_fmadd_ps(_mm256_set1_ps(wd[b] * xd[b]), _mm256_cvtepi32_ps(sums), acc);
-            if kind == Q4Kind::Q4_1 {
+            if kind == BlockKind::Q4_1 {
                 mins += wm[b] * xs[b];
             }
         }
@@ -442,11 +576,11 @@ mod x86 {
     }
 }
 
-/// [`Q4Matrix::matmul`] as a candle op on f32 activations `[..., cols]` → `[..., rows]`
+/// [`QuantMatrix::matmul`] as a candle op on f32 activations `[..., cols]` → `[..., rows]`
 /// (no backward pass: GGUF weights are for inference).
-pub struct Q4MatMul(pub Q4Matrix);
+pub struct QuantMatMul(pub std::sync::Arc<QuantMatrix>);
 
-impl CustomOp1 for Q4MatMul {
+impl CustomOp1 for QuantMatMul {
     fn name(&self) -> &'static str {
         "q4-matmul"
     }
@@ -472,7 +606,7 @@ impl CustomOp1 for Q4MatMul {
     }
 }
 
-impl Q4MatMul {
+impl QuantMatMul {
     /// Applies the product to `x`.
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         x.contiguous()?.apply_op1_no_bwd(self)
@@ -484,7 +618,7 @@ mod tests {
     use super::*;
 
     /// A deterministic pseudo-random matrix in GGML block layout.
-    fn random_blocks(kind: Q4Kind, rows: usize, cols: usize, seed: u64) -> Vec<u8> {
+    fn random_blocks(kind: BlockKind, rows: usize, cols: usize, seed: u64) -> Vec<u8> {
         let mut state = seed;
         let mut next = || {
             state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
@@ -493,7 +627,7 @@ mod tests {
         let mut out = Vec::new();
         for _ in 0..rows * cols / QK {
             out.extend(f16::from_f32((next() % 1000) as f32 / 20_000.0 + 0.001).to_le_bytes());
-            if kind == Q4Kind::Q4_1 {
+            if kind == BlockKind::Q4_1 {
                 out.extend(f16::from_f32(-((next() % 1000) as f32) / 10_000.0).to_le_bytes());
             }
             out.extend((0..16).map(|_| (next() & 0xFF) as u8));
@@ -503,9 +637,9 @@ mod tests {
 
     #[test]
     fn kernels_agree_with_the_scalar_reference_and_dense_product() {
-        for kind in [Q4Kind::Q4_0, Q4Kind::Q4_1] {
-            let (rows, cols, m) = (37, 96, 5);
-            let w = Q4Matrix::from_ggml(kind, rows, cols, &random_blocks(kind, rows, cols, 7)).unwrap();
+        for (kind, m) in [(BlockKind::Q4_0, 1), (BlockKind::Q4_0, 5), (BlockKind::Q4_1, 1), (BlockKind::Q4_1, 5)] {
+            let (rows, cols) = (37, 96);
+            let w = QuantMatrix::from_ggml(kind, rows, cols, &random_blocks(kind, rows, cols, 7)).unwrap();
             let x: Vec<f32> = (0..m * cols).map(|i| ((i * 37 % 101) as f32 - 50.0) / 17.0).collect();
             let got = w.matmul(&x, m);
             let xq = w.quantize_rows(&x);
@@ -542,9 +676,9 @@ mod tests {
                 }
             }
         }
-        for kind in [Q4Kind::Q4_0, Q4Kind::Q4_1] {
+        for kind in [BlockKind::Q4_0, BlockKind::Q4_1] {
             let (rows, cols, m) = (9, 160, 8);
-            let w = Q4Matrix::from_ggml(kind, rows, cols, &random_blocks(kind, rows, cols, 3)).unwrap();
+            let w = QuantMatrix::from_ggml(kind, rows, cols, &random_blocks(kind, rows, cols, 3)).unwrap();
             let x: Vec<f32> = (0..m * cols).map(|i| ((i * 53 % 97) as f32 - 48.0) / 9.0).collect();
             let xq = w.quantize_rows(&x);
             let nb = cols / QK;
@@ -567,7 +701,7 @@ mod tests {
 
     #[test]
     fn activation_quantization_rounds_like_ggml() {
-        let w = Q4Matrix::from_ggml(Q4Kind::Q4_1, 1, 32, &random_blocks(Q4Kind::Q4_1, 1, 32, 1)).unwrap();
+        let w = QuantMatrix::from_ggml(BlockKind::Q4_1, 1, 32, &random_blocks(BlockKind::Q4_1, 1, 32, 1)).unwrap();
         // amax 127: the scale is 1 and halves round to even.
         let mut x = vec![0f32; 32];
         x[0] = 127.0;

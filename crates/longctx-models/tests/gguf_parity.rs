@@ -89,7 +89,7 @@ struct Dequantized<'a>(GgufWeights<'a>);
 fn dense(p: Proj) -> Proj {
     let cpu = Device::Cpu;
     match p {
-        Proj::Q4(m, b) => {
+        Proj::Packed(m, b) => {
             let (rows, cols) = (m.0.rows(), m.0.cols());
             Proj::Dense(Linear::new(Tensor::from_vec(m.0.dequantize(), (rows, cols), &cpu).unwrap(), b))
         }
@@ -111,17 +111,20 @@ impl WeightSource for Dequantized<'_> {
     fn embedding(&self, vocab: usize, hidden: usize) -> candle_core::Result<Embed> {
         self.0.embedding(vocab, hidden)
     }
+    // The tied head comes from the (packed) embedding; untied ones are dequantized.
     fn lm_head(&self, hidden: usize, vocab: usize, tied: bool, embed: &Embed) -> candle_core::Result<Proj> {
         self.0.lm_head(hidden, vocab, tied, embed).map(dense)
     }
 }
 
-/// Quantized weights (Q8_0 through candle's kernels, Q4_0/Q4_1 through longctx's): the
+/// Quantized weights (Q8_0, Q4_0, Q4_1 through longctx's kernels, Q5_0 through candle's): the
 /// logits stay close to those of the same weights dequantized to f32 — what is left is the
 /// 8-bit rounding of the activations — and single and chunked runs agree.
 #[test]
 fn quantized_kernels_match_their_dequantized_weights() {
-    for (file, bound) in [("model-q8_0.gguf", 0.06), ("model-q4_0.gguf", 0.06), ("model-q4_1.gguf", 0.06)] {
+    for (file, bound) in
+        [("model-q8_0.gguf", 0.06), ("model-q4_0.gguf", 0.06), ("model-q4_1.gguf", 0.06), ("model-q5_0.gguf", 0.06)]
+    {
         let (single, chunked, expected) = run(file, "llama");
         let path = tiny("llama").join(file);
         let gguf = GgufFile::open(&path).unwrap();
