@@ -67,7 +67,12 @@ def write_tiny(name, qtype):
         if qtype == gguf.GGMLQuantizationType.F32 or t.ndim == 1:
             w.add_tensor(name, t)
         else:
-            w.add_tensor(name, gguf.quants.quantize(t, qtype), raw_dtype=qtype)
+            # candle's Q5_0 kernel wants an even number of blocks per row (it debug-asserts
+            # so); narrower matrices go in Q8_0, a mix of types as real GGUF files have.
+            q = qtype
+            if qtype == gguf.GGMLQuantizationType.Q5_0 and t.shape[-1] % 64 != 0:
+                q = gguf.GGMLQuantizationType.Q8_0
+            w.add_tensor(name, gguf.quants.quantize(t, q), raw_dtype=q)
 
     add("token_embd.weight", weights["model.embed_tokens.weight"])
     for i in range(cfg["num_hidden_layers"]):
