@@ -431,8 +431,9 @@ impl Attention {
         let rep = self.num_heads / self.num_kv_heads;
         let (kvh, d) = (self.num_kv_heads, self.head_dim);
         let scale = 1.0 / (d as f64).sqrt();
-        // One new token in f32 without gradients: the fused decoding kernel.
-        if s == 1 && q.dtype() == DType::F32 && !q.track_op() && !k.track_op() {
+        // One new token in f32 without gradients, on the CPU: the fused decoding kernel.
+        let fused = x.device().is_cpu() && !q.track_op() && !k.track_op();
+        if s == 1 && q.dtype() == DType::F32 && fused {
             let lo = self.sliding_window.map_or(0, |w| (offset + 1).saturating_sub(w));
             let n = k.dim(2)? - lo;
             let qg = q.reshape((b, kvh, rep, d))?;
@@ -464,10 +465,11 @@ impl Attention {
             // Scores in the model's dtype; mask and softmax in f32, as transformers' eager
             // attention does (`softmax(..., dtype=torch.float32).to(query.dtype)`).
             let scores = (qc.matmul(&kc.t()?)? * scale)?.to_dtype(DType::F32)?;
-            let p = if scores.track_op() {
+            let p = if !fused || scores.track_op() {
                 self.differentiable_softmax(scores, (b, kvh, rep), first, len, lo, hi, x.device())?
             } else {
-                // Inference: one fused pass, the causal/window mask implied by positions.
+                // Inference on the CPU: one fused pass, the causal/window mask implied by
+                // positions (the kernels of `attention.rs` have no GPU version).
                 scores.apply_op1_no_bwd(&crate::attention::CausalSoftmax {
                     first,
                     len,

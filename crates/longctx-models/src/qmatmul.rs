@@ -1,11 +1,12 @@
-//! Matrix products with GGUF's 4-bit "legacy" weights, Q4_0 and Q4_1, as llama.cpp computes
-//! them: the activations are quantized per 32-value block to 8 bits (Q8_0 for Q4_0 weights,
-//! Q8_1 — which also stores `d · Σq` — for Q4_1), each block product is an exact integer sum,
-//! and the blocks are combined in f32: `Σ_b d_w·d_x·Σ q_w q_x` (+ `m_w·s_x` for Q4_1).
+//! Matrix products with GGUF's "legacy" block types Q4_0, Q4_1 and Q8_0, as llama.cpp computes
+//! them: the activations are quantized per 32-value block to 8 bits (Q8_0 for Q4_0 and Q8_0
+//! weights, Q8_1 — which also stores `d · Σq` — for Q4_1), each block product is an exact
+//! integer sum, and the blocks are combined in f32: `Σ_b d_w·d_x·Σ q_w q_x` (+ `m_w·s_x` for
+//! Q4_1).
 //!
-//! candle runs these two types with a scalar dot product; this module has AVX2 (and AVX-VNNI)
-//! kernels chosen at run time, a scalar path that is also the tests' reference, and splits
-//! the output rows over rayon's pool. The activation quantization follows ggml's x86 path
+//! candle runs Q4_1 with a scalar dot product; this module has AVX2 (and AVX-VNNI) kernels
+//! chosen at run time, a scalar path that is also the tests' reference, and splits the output
+//! rows over rayon's pool (one kernel call per task when decoding). The activation quantization follows ggml's x86 path
 //! (`id = 127 / amax`, round half to even, `d` and `s` stored as f16).
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
@@ -45,18 +46,18 @@ impl BlockKind {
     }
 }
 
-/// A `[rows, cols]` matrix of Q4_0 or Q4_1 blocks, unpacked for the kernels: nibbles, and the
-/// block scales (and minimums) widened to f32 once at load.
+/// A `[rows, cols]` matrix of Q4_0, Q4_1 or Q8_0 blocks, unpacked for the kernels: the
+/// quantized values, and the block scales (and minimums) widened to f32 once at load.
 #[derive(Debug, Clone)]
 pub struct QuantMatrix {
     kind: BlockKind,
     rows: usize,
     cols: usize,
-    /// 16 bytes per block: element `i < 16` in the low nibble of byte `i`, `16 + i` in its
-    /// high nibble (ggml's order).
+    /// The quantized values: for Q4 16 bytes per block, element `i < 16` in the low nibble of
+    /// byte `i` and `16 + i` in its high nibble (ggml's order); for Q8_0 32 i8 per block.
     nibbles: Vec<u8>,
     scales: Vec<f32>,
-    /// Q4_1's per-block minimum (empty for Q4_0).
+    /// Q4_1's per-block minimum (empty for the other kinds).
     mins: Vec<f32>,
 }
 
