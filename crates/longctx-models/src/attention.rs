@@ -23,7 +23,6 @@ impl CustomOp1 for CausalSoftmax {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        use rayon::prelude::*;
         let CpuStorage::F32(data) = storage else {
             candle_core::bail!("causal-softmax takes f32 scores");
         };

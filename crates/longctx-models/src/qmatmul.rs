@@ -251,9 +251,18 @@ impl QuantMatrix {
         match kernel {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `Kernel::detect` chose these only where the CPU has the features.
-            Kernel::Avx2 => unsafe { x86::dot_avx2(self.kind, wq, wd, wm, xq, xd, xs) },
+            Kernel::Avx2 => {
+                let mut out = 0f32;
+                unsafe { x86::rows_avx2(self.kind, wq, wd, wm, xq, xd, xs, std::slice::from_mut(&mut out)) };
+                out
+            }
             #[cfg(target_arch = "x86_64")]
-            Kernel::AvxVnni => unsafe { x86::dot_vnni(self.kind, wq, wd, wm, xq, xd, xs) },
+            Kernel::AvxVnni => {
+                let mut out = 0f32;
+                // SAFETY: as above.
+                unsafe { x86::rows_vnni(self.kind, wq, wd, wm, xq, xd, xs, std::slice::from_mut(&mut out)) };
+                out
+            }
             Kernel::Scalar => dot_scalar(self.kind, wq, wd, wm, xq, xd, xs),
         }
     }
@@ -401,34 +410,6 @@ mod x86 {
         let s = _mm_add_ps(lo, hi);
         let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
         _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
-    }
-
-    /// [`body`] compiled for AVX2 + FMA.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn dot_avx2(
-        kind: BlockKind,
-        wq: &[u8],
-        wd: &[f32],
-        wm: &[f32],
-        xq: &[i8],
-        xd: &[f32],
-        xs: &[f32],
-    ) -> f32 {
-        body::<false>(kind, wq, wd, wm, xq, xd, xs)
-    }
-
-    /// [`body`] compiled for AVX2 + FMA + AVX-VNNI.
-    #[target_feature(enable = "avx2,fma,avxvnni")]
-    pub(super) unsafe fn dot_vnni(
-        kind: BlockKind,
-        wq: &[u8],
-        wd: &[f32],
-        wm: &[f32],
-        xq: &[i8],
-        xd: &[f32],
-        xs: &[f32],
-    ) -> f32 {
-        body::<true>(kind, wq, wd, wm, xq, xd, xs)
     }
 
     /// [`body`] over consecutive weight rows (`wd.len() / nb` of them) and one activation row,
