@@ -16,10 +16,12 @@
 
 mod chat;
 mod prediction;
+mod retrieval;
 mod sample;
 mod tokenizer;
 
 pub use chat::ChatMessage;
 pub use prediction::Prediction;
+pub use retrieval::{CallError, ChatModel, ChatReply, Embedder, Embeddings, Reranker, Scores, Usage};
 pub use sample::Sample;
 pub use tokenizer::{TokenizeError, Tokenizer};

@@ -12,4 +12,10 @@ pub trait Tokenizer {
     fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>, TokenizeError>;
     /// Text of `ids`; with `skip_special_tokens` special tokens are dropped.
     fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String, TokenizeError>;
+    /// Byte spans of the tokens of `text` (without special tokens) in `text`, for tokenizers
+    /// that track them; chunking by tokens needs them.
+    fn offsets(&self, text: &str) -> Result<Vec<(usize, usize)>, TokenizeError> {
+        let _ = text;
+        Err(TokenizeError("this tokenizer does not report token offsets".into()))
+    }
 }

@@ -15,6 +15,7 @@
 mod attention;
 pub mod chat_template;
 pub mod config;
+pub mod encoder;
 pub mod generate;
 pub mod gguf;
 pub mod llama;

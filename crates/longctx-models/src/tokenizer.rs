@@ -40,4 +40,8 @@ impl Tokenizer for HfTokenizer {
     fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String, TokenizeError> {
         self.inner.decode(ids, skip_special_tokens).map_err(|e| TokenizeError(e.to_string()))
     }
+
+    fn offsets(&self, text: &str) -> Result<Vec<(usize, usize)>, TokenizeError> {
+        self.inner.encode(text, false).map(|e| e.get_offsets().to_vec()).map_err(|e| TokenizeError(e.to_string()))
+    }
 }

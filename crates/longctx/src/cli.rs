@@ -28,15 +28,103 @@ pub(crate) enum Command {
     Perplexity(PerplexityArgs),
     /// Generate text from a prompt with a local model: text, token counts, timings.
     Generate(GenerateArgs),
+    /// Embed texts with a sentence-transformers model (e.g. all-MiniLM-L6-v2).
+    ///
+    /// INPUT has one JSON object with a `text` field per line; writes one
+    /// `{"embedding": [...]}` (L2-normalized) per line, in the same order.
+    Embed(EmbedArgs),
+    /// Naive RAG on one context: chunk it, embed the chunks and the query, and show the k
+    /// chunks (ids in document order, with scores) the model would receive.
+    Retrieve(RetrieveArgs),
     /// Benchmarks (throughput of the native runtime).
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct EmbedArgs {
+    /// A sentence-transformers model directory (config.json, model.safetensors, tokenizer.json).
+    #[arg(long)]
+    pub(crate) model: PathBuf,
+    /// JSONL file with a `text` field per line.
+    #[arg(long)]
+    pub(crate) input: PathBuf,
+    /// Texts per forward pass.
+    #[arg(long, default_value_t = 32)]
+    pub(crate) batch_size: usize,
+    /// Output JSONL file (default: stdout).
+    #[arg(long)]
+    pub(crate) out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RetrieveArgs {
+    /// A sentence-transformers model directory (config.json, model.safetensors, tokenizer.json).
+    #[arg(long)]
+    pub(crate) embedder: PathBuf,
+    /// The query (a LongBench sample's `input`).
+    #[arg(long)]
+    pub(crate) query: String,
+    /// The context to chunk (a text file).
+    #[arg(long)]
+    pub(crate) context_file: PathBuf,
+    /// Chunks to keep; k at or above the number of chunks keeps the whole context.
+    #[arg(long)]
+    pub(crate) k: usize,
+    /// Characters (Unicode code points) per chunk.
+    #[arg(long, default_value_t = 200)]
+    pub(crate) chunk_chars: usize,
+    /// Characters shared by consecutive chunks.
+    #[arg(long, default_value_t = 0)]
+    pub(crate) overlap: usize,
+    /// End each chunk after the last whitespace in its window.
+    #[arg(long)]
+    pub(crate) respect_words: bool,
+    /// Give the kept chunks best first instead of in document order.
+    #[arg(long)]
+    pub(crate) score_order: bool,
+    /// Put between kept chunks that are not adjacent in the document.
+    #[arg(long, default_value = "\n")]
+    pub(crate) separator: String,
+    /// Texts per forward pass.
+    #[arg(long, default_value_t = 32)]
+    pub(crate) batch_size: usize,
+    /// Also print the context the model would receive.
+    #[arg(long)]
+    pub(crate) show_text: bool,
+    /// Print `{"n_chunks", "k", "ids", "scores", "whole_context", "text"}` as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BenchEmbedArgs {
+    /// A sentence-transformers model directory.
+    #[arg(long)]
+    pub(crate) model: PathBuf,
+    /// JSONL file with a `text` field per line (e.g. 700 chunks of 200 characters).
+    #[arg(long)]
+    pub(crate) input: PathBuf,
+    /// Worker threads.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) threads: usize,
+    /// Texts per forward pass.
+    #[arg(long, default_value_t = 32)]
+    pub(crate) batch_size: usize,
+    /// Passes over the input; the median is reported.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) repeat: usize,
+    /// Print `{"chunks", "seconds", "chunks_per_s", "threads", "batch_size", …}` as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum BenchCommand {
     /// Prefill and decode tokens/s per prompt length, and peak RSS.
     Generate(BenchGenerateArgs),
+    /// Sentence-embedding throughput (chunks/s) of the native encoder.
+    Embed(BenchEmbedArgs),
 }
 
 #[derive(Debug, Args)]

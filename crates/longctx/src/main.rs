@@ -22,7 +22,10 @@ fn main() -> ExitCode {
         cli::Command::Datasets(args) => commands::datasets::run(&args),
         cli::Command::Perplexity(args) => commands::perplexity::run(&args),
         cli::Command::Generate(args) => commands::generate::run(&args),
+        cli::Command::Embed(args) => commands::retrieval::embed(&args),
+        cli::Command::Retrieve(args) => commands::retrieval::retrieve(&args),
         cli::Command::Bench(cli::BenchCommand::Generate(args)) => commands::bench::generate_bench(&args),
+        cli::Command::Bench(cli::BenchCommand::Embed(args)) => commands::retrieval::bench_embed(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,4 +5,5 @@ pub(crate) mod datasets;
 pub(crate) mod generate;
 mod model;
 pub(crate) mod perplexity;
+pub(crate) mod retrieval;
 pub(crate) mod score;

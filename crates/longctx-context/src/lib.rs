@@ -1,0 +1,40 @@
+//! Context strategies: how a long context is fitted to what the model receives.
+//!
+//! - [`truncate`]: cut the middle (LongBench's rule), the end or the start, in token space.
+//! - [`chunk`]: split a context into retrieval chunks (200 characters by default).
+//! - [`embed`] and [`index`]: native sentence embedders and an exact inner-product index.
+//! - [`rag`]: naive RAG with a sweep of k served by one embedding pass.
+//!
+//! ```
+//! use longctx_context::chunk::ChunkConfig;
+//! let chunks = ChunkConfig::default().chunk(&"x".repeat(450), None).unwrap();
+//! assert_eq!(chunks.len(), 3);
+//! assert_eq!(chunks[2].end - chunks[2].start, 50);
+//! ```
+
+pub mod chunk;
+pub mod embed;
+pub mod index;
+pub mod llmlingua2;
+pub mod rag;
+pub mod truncate;
+
+use longctx_core::{CallError, TokenizeError};
+use longctx_models::ModelError;
+
+/// Errors of the context strategies.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad settings or inputs (the message says which).
+    #[error("{0}")]
+    Config(String),
+    /// The tokenizer failed.
+    #[error(transparent)]
+    Tokenize(#[from] TokenizeError),
+    /// A model failed to load or run.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// An embedder, reranker or chat model call failed.
+    #[error(transparent)]
+    Call(#[from] CallError),
+}

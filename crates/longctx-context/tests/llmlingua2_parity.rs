@@ -1,0 +1,56 @@
+//! LLMLingua-2 against the `llmlingua` package (0.2.2): a tiny random-weight XLM-R token
+//! classifier with the real XLM-R vocabulary; every field of compress_prompt's result must be
+//! equal (fixtures by tools/oracles/llmlingua2.py).
+
+use std::path::Path;
+
+use longctx_context::llmlingua2::{CompressOptions, LlmLingua2};
+use serde_json::Value;
+
+#[test]
+fn compressed_text_equals_llmlingua() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let tokenizer = root.join("../../assets/xlmr/tokenizer.json");
+    assert!(tokenizer.exists(), "run tools/fetch_assets.sh first ({} is missing)", tokenizer.display());
+    let model = LlmLingua2::load(&root.join("tests/fixtures/llmlingua2_tiny"), Some(&tokenizer)).unwrap();
+    let fx: Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("tests/fixtures/llmlingua2_cases.json")).unwrap())
+            .unwrap();
+    let cases = fx["cases"].as_array().unwrap();
+    assert!(cases.len() >= 50);
+    let mut failures = Vec::new();
+    let (mut en, mut zh) = (0, 0);
+    for case in cases {
+        let id = case["id"].as_str().unwrap();
+        en += usize::from(id.starts_with("en") || id.starts_with("multi_en"));
+        zh += usize::from(id.starts_with("zh") || id.starts_with("multi_zh"));
+        let opts: CompressOptions = serde_json::from_value(case["kwargs"].clone()).unwrap();
+        let got = match &case["context"] {
+            Value::String(s) => model.compress(s, &opts),
+            Value::Array(list) => {
+                let list: Vec<&str> = list.iter().map(|v| v.as_str().unwrap()).collect();
+                model.compress_list(&list, &opts)
+            }
+            other => panic!("{id}: context {other}"),
+        };
+        let got = match got {
+            Ok(g) => serde_json::to_value(g).unwrap(),
+            Err(e) => {
+                failures.push(format!("{id}: error {e}"));
+                continue;
+            }
+        };
+        let want = &case["result"];
+        for (key, w) in want.as_object().unwrap() {
+            if &got[key] != w {
+                failures.push(format!(
+                    "{id}: {key}\n   got  {:.300}\n   want {:.300}",
+                    got[key].to_string(),
+                    w.to_string()
+                ));
+            }
+        }
+    }
+    eprintln!("{} cases ({en} English, {zh} Chinese), {} failures", cases.len(), failures.len());
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

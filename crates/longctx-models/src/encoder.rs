@@ -1,0 +1,528 @@
+//! Bidirectional transformer encoders: BERT (all-MiniLM-L6-v2, cross-encoders) and
+//! RoBERTa / XLM-RoBERTa (the LLMLingua-2 token classifier), as transformers computes them.
+//!
+//! Sequences of different lengths are *packed* instead of padded: the dense layers run once
+//! over the concatenated tokens of a batch, and attention runs per sequence. Without padding
+//! there is no mask, and no work is spent on pad tokens; the result for each sequence is the
+//! one transformers computes for it (padded positions never influence real ones there).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Module, Shape, Tensor};
+use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
+use rayon::prelude::*;
+use serde::Deserialize;
+
+use crate::ModelError;
+
+/// The fields of an encoder's `config.json` that the forward pass needs.
+#[derive(Debug, Clone, Deserialize)]
+pub struct EncoderConfig {
+    /// `bert`, `roberta`, `xlm-roberta` (RoBERTa-style position ids) …
+    pub model_type: String,
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// Width of the hidden states.
+    pub hidden_size: usize,
+    /// Number of layers.
+    pub num_hidden_layers: usize,
+    /// Attention heads per layer.
+    pub num_attention_heads: usize,
+    /// Width of the feed-forward layer.
+    pub intermediate_size: usize,
+    /// Activation of the feed-forward layer (`gelu` is the exact, erf-based one).
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+    /// Number of position embeddings.
+    pub max_position_embeddings: usize,
+    /// Number of token-type (segment) embeddings.
+    #[serde(default = "default_type_vocab")]
+    pub type_vocab_size: usize,
+    /// Epsilon of every layer norm.
+    #[serde(default = "default_eps")]
+    pub layer_norm_eps: f64,
+    /// Id of the padding token (RoBERTa's positions start after it).
+    #[serde(default)]
+    pub pad_token_id: u32,
+    /// Only `absolute` is supported.
+    #[serde(default)]
+    pub position_embedding_type: Option<String>,
+    /// Class names of a classification head, by index.
+    #[serde(default)]
+    pub id2label: Option<BTreeMap<String, String>>,
+    /// Architecture names (e.g. `XLMRobertaForTokenClassification`).
+    #[serde(default)]
+    pub architectures: Vec<String>,
+}
+
+fn default_act() -> String {
+    "gelu".into()
+}
+fn default_type_vocab() -> usize {
+    2
+}
+fn default_eps() -> f64 {
+    1e-12
+}
+
+impl EncoderConfig {
+    /// Whether position ids start after the padding id, as RoBERTa's do.
+    pub fn roberta_positions(&self) -> bool {
+        matches!(self.model_type.as_str(), "roberta" | "xlm-roberta" | "camembert")
+    }
+
+    /// The longest sequence (special tokens included) the position table allows.
+    pub fn max_tokens(&self) -> usize {
+        if self.roberta_positions() {
+            self.max_position_embeddings.saturating_sub(self.pad_token_id as usize + 1)
+        } else {
+            self.max_position_embeddings
+        }
+    }
+}
+
+/// One sequence to encode: token ids and, for sentence pairs, segment ids (empty = all 0).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EncoderInput {
+    /// Token ids, special tokens included.
+    pub ids: Vec<u32>,
+    /// Segment (token type) ids, one per token, or empty for all zeros.
+    pub type_ids: Vec<u32>,
+}
+
+impl From<Vec<u32>> for EncoderInput {
+    fn from(ids: Vec<u32>) -> Self {
+        Self { ids, type_ids: Vec::new() }
+    }
+}
+
+/// What sits on top of the encoder.
+#[derive(Debug)]
+enum Head {
+    /// Hidden states only (sentence embedders).
+    None,
+    /// A linear classifier on every token (`*ForTokenClassification`).
+    Token(Linear),
+    /// BERT: pooler (dense + tanh on `[CLS]`) then a linear classifier.
+    BertSequence { pooler: Linear, classifier: Linear },
+    /// RoBERTa: dense + tanh on `<s>`, then `out_proj`.
+    RobertaSequence { dense: Linear, out_proj: Linear },
+}
+
+#[derive(Debug)]
+struct Layer {
+    /// Query, key and value projections stacked: `[3 * hidden, hidden]`.
+    qkv: Linear,
+    attn_out: Linear,
+    attn_norm: LayerNorm,
+    intermediate: Linear,
+    output: Linear,
+    out_norm: LayerNorm,
+}
+
+/// A BERT or RoBERTa encoder with an optional classification head.
+#[derive(Debug)]
+pub struct Encoder {
+    config: EncoderConfig,
+    word: Embedding,
+    position: Tensor,
+    token_type: Tensor,
+    emb_norm: LayerNorm,
+    layers: Vec<Layer>,
+    head: Head,
+    device: Device,
+}
+
+fn layer_norm(vb: &VarBuilder, size: usize, eps: f64) -> candle_core::Result<LayerNorm> {
+    Ok(LayerNorm::new(vb.get(size, "weight")?, vb.get(size, "bias")?, eps))
+}
+
+fn linear(vb: &VarBuilder, inp: usize, out: usize) -> candle_core::Result<Linear> {
+    candle_nn::linear(inp, out, vb.clone())
+}
+
+impl Encoder {
+    /// Loads `config.json` and `model.safetensors` from a model directory (as transformers
+    /// or sentence-transformers saves it).
+    pub fn load(dir: &Path, device: &Device) -> Result<Self, ModelError> {
+        let config_path = dir.join("config.json");
+        let text = std::fs::read_to_string(&config_path)
+            .map_err(|e| ModelError::Load(format!("{}: {e}", config_path.display())))?;
+        let config: EncoderConfig =
+            serde_json::from_str(&text).map_err(|e| ModelError::Load(format!("{}: {e}", config_path.display())))?;
+        let weights = dir.join("model.safetensors");
+        if !weights.exists() {
+            return Err(ModelError::Load(format!("{}: no such file", weights.display())));
+        }
+        // SAFETY: the file is memory-mapped read-only and not modified while mapped.
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, device)? };
+        Self::new(config, &vb)
+    }
+
+    /// Builds the encoder from weights named as transformers names them, with or without the
+    /// `bert.` / `roberta.` prefix of task models.
+    pub fn new(config: EncoderConfig, vb: &VarBuilder) -> Result<Self, ModelError> {
+        if let Some(kind) = config.position_embedding_type.as_deref() {
+            if kind != "absolute" {
+                return Err(ModelError::Load(format!("position_embedding_type {kind} is not supported")));
+            }
+        }
+        if !matches!(config.hidden_act.as_str(), "gelu" | "gelu_new" | "relu") {
+            return Err(ModelError::Load(format!("hidden_act {} is not supported", config.hidden_act)));
+        }
+        if !config.hidden_size.is_multiple_of(config.num_attention_heads) {
+            return Err(ModelError::Load("hidden_size is not a multiple of num_attention_heads".into()));
+        }
+        let base = ["bert", "roberta", "xlm-roberta", "model"]
+            .into_iter()
+            .find(|p| vb.contains_tensor(&format!("{p}.embeddings.word_embeddings.weight")))
+            .map_or_else(|| vb.clone(), |p| vb.pp(p));
+        let h = config.hidden_size;
+        let eps = config.layer_norm_eps;
+        let emb = base.pp("embeddings");
+        let word = candle_nn::embedding(config.vocab_size, h, emb.pp("word_embeddings"))?;
+        let position = emb.get((config.max_position_embeddings, h), "position_embeddings.weight")?;
+        let token_type = emb.get((config.type_vocab_size, h), "token_type_embeddings.weight")?;
+        let emb_norm = layer_norm(&emb.pp("LayerNorm"), h, eps)?;
+        let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        for i in 0..config.num_hidden_layers {
+            let l = base.pp(format!("encoder.layer.{i}"));
+            let att = l.pp("attention.self");
+            let (mut w, mut b) = (Vec::new(), Vec::new());
+            for name in ["query", "key", "value"] {
+                w.push(att.get((h, h), &format!("{name}.weight"))?);
+                b.push(att.get(h, &format!("{name}.bias"))?);
+            }
+            let qkv = Linear::new(Tensor::cat(&w, 0)?, Some(Tensor::cat(&b, 0)?));
+            layers.push(Layer {
+                qkv,
+                attn_out: linear(&l.pp("attention.output.dense"), h, h)?,
+                attn_norm: layer_norm(&l.pp("attention.output.LayerNorm"), h, eps)?,
+                intermediate: linear(&l.pp("intermediate.dense"), h, config.intermediate_size)?,
+                output: linear(&l.pp("output.dense"), config.intermediate_size, h)?,
+                out_norm: layer_norm(&l.pp("output.LayerNorm"), h, eps)?,
+            });
+        }
+        let labels = config.id2label.as_ref().map_or(2, BTreeMap::len);
+        let is = |suffix: &str| config.architectures.iter().any(|a| a.ends_with(suffix));
+        let head = if vb.contains_tensor("classifier.weight") && is("ForTokenClassification") {
+            Head::Token(linear(&vb.pp("classifier"), h, labels)?)
+        } else if vb.contains_tensor("classifier.weight") {
+            let classifier = vb.get_unchecked("classifier.weight")?;
+            let n = classifier.dim(0)?;
+            Head::BertSequence {
+                pooler: linear(&base.pp("pooler.dense"), h, h)?,
+                classifier: linear(&vb.pp("classifier"), h, n)?,
+            }
+        } else if vb.contains_tensor("classifier.out_proj.weight") {
+            let n = vb.get_unchecked("classifier.out_proj.weight")?.dim(0)?;
+            Head::RobertaSequence {
+                dense: linear(&vb.pp("classifier.dense"), h, h)?,
+                out_proj: linear(&vb.pp("classifier.out_proj"), h, n)?,
+            }
+        } else {
+            Head::None
+        };
+        Ok(Self { config, word, position, token_type, emb_norm, layers, head, device: vb.device().clone() })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &EncoderConfig {
+        &self.config
+    }
+
+    fn check(&self, inputs: &[EncoderInput]) -> Result<(), ModelError> {
+        let max = self.config.max_tokens();
+        for (i, s) in inputs.iter().enumerate() {
+            if s.ids.len() > max {
+                return Err(ModelError::Load(format!(
+                    "sequence {i} has {} tokens; the encoder takes at most {max}",
+                    s.ids.len()
+                )));
+            }
+            if !s.type_ids.is_empty() && s.type_ids.len() != s.ids.len() {
+                return Err(ModelError::Load(format!("sequence {i}: type_ids and ids differ in length")));
+            }
+            if let Some(&bad) = s.ids.iter().find(|&&t| t as usize >= self.config.vocab_size) {
+                return Err(ModelError::Load(format!("sequence {i}: token id {bad} is outside the vocabulary")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Final hidden states of every token of every sequence, packed: `[total tokens, hidden]`,
+    /// sequence after sequence.
+    pub fn hidden_states(&self, inputs: &[EncoderInput]) -> Result<Tensor, ModelError> {
+        self.check(inputs)?;
+        let lens: Vec<usize> = inputs.iter().map(|s| s.ids.len()).collect();
+        let total: usize = lens.iter().sum();
+        let h = self.config.hidden_size;
+        if total == 0 {
+            return Ok(Tensor::zeros((0, h), DType::F32, &self.device)?);
+        }
+        let ids: Vec<u32> = inputs.iter().flat_map(|s| s.ids.iter().copied()).collect();
+        // BERT counts positions from 0. RoBERTa (`create_position_ids_from_input_ids`) numbers
+        // the non-padding tokens from `pad + 1` and gives padding tokens the position `pad`.
+        let pad = self.config.pad_token_id;
+        let positions: Vec<u32> = if self.config.roberta_positions() {
+            inputs
+                .iter()
+                .flat_map(|s| {
+                    let mut count = 0;
+                    s.ids.iter().map(move |&t| {
+                        if t == pad {
+                            pad
+                        } else {
+                            count += 1;
+                            pad + count
+                        }
+                    })
+                })
+                .collect()
+        } else {
+            lens.iter().flat_map(|&n| 0..n as u32).collect()
+        };
+        let types: Vec<u32> = inputs
+            .iter()
+            .flat_map(|s| if s.type_ids.is_empty() { vec![0; s.ids.len()] } else { s.type_ids.clone() })
+            .collect();
+        let ids = Tensor::from_vec(ids, total, &self.device)?;
+        let positions = Tensor::from_vec(positions, total, &self.device)?;
+        let types = Tensor::from_vec(types, total, &self.device)?;
+        let x = self.word.forward(&ids)?;
+        let x = (x + self.position.index_select(&positions, 0)?)?;
+        let x = (x + self.token_type.index_select(&types, 0)?)?;
+        let mut x = self.emb_norm.forward(&x)?;
+        for layer in &self.layers {
+            x = self.layer(layer, &x, &lens)?;
+        }
+        Ok(x)
+    }
+
+    fn layer(&self, layer: &Layer, x: &Tensor, lens: &[usize]) -> Result<Tensor, ModelError> {
+        let qkv = layer.qkv.forward(x)?;
+        let ctx = self.attention(&qkv, lens)?;
+        let a = layer.attn_norm.forward(&(layer.attn_out.forward(&ctx)? + x)?)?;
+        let inter = layer.intermediate.forward(&a)?;
+        let inter = match self.config.hidden_act.as_str() {
+            "gelu" => inter.apply_op1_no_bwd(&GeluErf)?,
+            "gelu_new" => inter.gelu()?,
+            _ => inter.relu()?,
+        };
+        Ok(layer.out_norm.forward(&(layer.output.forward(&inter)? + a)?)?)
+    }
+
+    /// Softmax attention of each sequence over itself, from the packed `[T, 3H]` projections.
+    fn attention(&self, qkv: &Tensor, lens: &[usize]) -> Result<Tensor, ModelError> {
+        let h = self.config.hidden_size;
+        let heads = self.config.num_attention_heads;
+        let d = h / heads;
+        let total = qkv.dim(0)?;
+        let qkv: Vec<f32> = qkv.flatten_all()?.to_vec1()?;
+        let mut out = vec![0f32; total * h];
+        let scale = 1.0 / (d as f32).sqrt();
+        // Split the output by sequence, then compute each (sequence, head) pair independently.
+        let mut pieces: Vec<(usize, &mut [f32])> = Vec::with_capacity(lens.len());
+        let mut rest = out.as_mut_slice();
+        let mut start = 0;
+        for &n in lens {
+            let (piece, tail) = rest.split_at_mut(n * h);
+            pieces.push((start, piece));
+            rest = tail;
+            start += n;
+        }
+        pieces.into_par_iter().zip(lens.par_iter()).for_each(|((start, piece), &n)| {
+            let mut scores = vec![0f32; n];
+            let mut keys = vec![0f32; n * d];
+            let mut values = vec![0f32; n * d];
+            for head in 0..heads {
+                // This head's keys and values, contiguous.
+                for j in 0..n {
+                    let row = &qkv[(start + j) * 3 * h..][..3 * h];
+                    keys[j * d..][..d].copy_from_slice(&row[h + head * d..][..d]);
+                    values[j * d..][..d].copy_from_slice(&row[2 * h + head * d..][..d]);
+                }
+                for i in 0..n {
+                    let q = &qkv[(start + i) * 3 * h + head * d..][..d];
+                    let mut max = f32::NEG_INFINITY;
+                    for (s, k) in scores.iter_mut().zip(keys.chunks_exact(d)) {
+                        *s = dot(q, k) * scale;
+                        max = max.max(*s);
+                    }
+                    let mut sum = 0f32;
+                    for s in &mut scores {
+                        *s = (*s - max).exp();
+                        sum += *s;
+                    }
+                    let o = &mut piece[i * h + head * d..][..d];
+                    o.fill(0.0);
+                    for (&p, v) in scores.iter().zip(values.chunks_exact(d)) {
+                        for (a, &vv) in o.iter_mut().zip(v) {
+                            *a += p * vv;
+                        }
+                    }
+                    let inv = 1.0 / sum;
+                    for a in o.iter_mut() {
+                        *a *= inv;
+                    }
+                }
+            }
+        });
+        Ok(Tensor::from_vec(out, (total, h), &self.device)?)
+    }
+
+    /// Per-token class logits of a token classifier: `[total tokens, labels]`, packed.
+    pub fn token_logits(&self, inputs: &[EncoderInput]) -> Result<Tensor, ModelError> {
+        let Head::Token(classifier) = &self.head else {
+            return Err(ModelError::Load("the model has no token-classification head".into()));
+        };
+        Ok(classifier.forward(&self.hidden_states(inputs)?)?)
+    }
+
+    /// Per-sequence class logits of a sequence classifier (e.g. a cross-encoder): `[n, labels]`.
+    pub fn sequence_logits(&self, inputs: &[EncoderInput]) -> Result<Tensor, ModelError> {
+        let hidden = self.hidden_states(inputs)?;
+        let mut firsts = Vec::with_capacity(inputs.len());
+        let mut at = 0u32;
+        for s in inputs {
+            if s.ids.is_empty() {
+                return Err(ModelError::Load("an empty sequence has no first token to classify".into()));
+            }
+            firsts.push(at);
+            at += s.ids.len() as u32;
+        }
+        let n = firsts.len();
+        let first = hidden.index_select(&Tensor::from_vec(firsts, n, &self.device)?, 0)?;
+        match &self.head {
+            Head::BertSequence { pooler, classifier } => Ok(classifier.forward(&pooler.forward(&first)?.tanh()?)?),
+            Head::RobertaSequence { dense, out_proj } => Ok(out_proj.forward(&dense.forward(&first)?.tanh()?)?),
+            _ => Err(ModelError::Load("the model has no sequence-classification head".into())),
+        }
+    }
+
+    /// Mean of the hidden states of each sequence (sentence-transformers' mean pooling), then
+    /// optionally divided by its L2 norm (`max(norm, 1e-12)`, as `F.normalize` does).
+    pub fn mean_pooled(&self, inputs: &[EncoderInput], normalize: bool) -> Result<Vec<Vec<f32>>, ModelError> {
+        let hidden = self.hidden_states(inputs)?;
+        let h = self.config.hidden_size;
+        let flat: Vec<f32> = hidden.flatten_all()?.to_vec1()?;
+        let mut out = Vec::with_capacity(inputs.len());
+        let mut at = 0;
+        for s in inputs {
+            let n = s.ids.len();
+            let mut v = vec![0f32; h];
+            for t in 0..n {
+                for (a, &x) in v.iter_mut().zip(&flat[(at + t) * h..][..h]) {
+                    *a += x;
+                }
+            }
+            let count = (n as f32).max(1e-9);
+            for a in &mut v {
+                *a /= count;
+            }
+            if normalize {
+                let norm = v.iter().map(|a| a * a).sum::<f32>().sqrt().max(1e-12);
+                for a in &mut v {
+                    *a /= norm;
+                }
+            }
+            out.push(v);
+            at += n;
+        }
+        Ok(out)
+    }
+}
+
+/// Dot product with eight independent partial sums (vectorizes; the order differs from a
+/// sequential sum only by float rounding).
+#[inline]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ac, ar) = a.split_at(a.len() - a.len() % 8);
+    let (bc, br) = b.split_at(ac.len());
+    for (x, y) in ac.chunks_exact(8).zip(bc.chunks_exact(8)) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let tail: f32 = ar.iter().zip(br).map(|(x, y)| x * y).sum();
+    acc.iter().sum::<f32>() + tail
+}
+
+/// erf for f32 as Eigen computes it: the input clamped to [-4, 4] (erf is ±1 in f32 beyond),
+/// then an odd rational polynomial. Branch-free, so a slice of it vectorizes.
+#[inline]
+fn erf_f32(x: f32) -> f32 {
+    let x = x.clamp(-4.0, 4.0);
+    let x2 = x * x;
+    let mut p = -2.726_142_3e-10_f32;
+    p = p * x2 + 2.770_681_4e-8;
+    p = p * x2 - 2.101_024e-6;
+    p = p * x2 - 5.692_506_4e-5;
+    p = p * x2 - 7.349_906e-4;
+    p = p * x2 - 2.954_6e-3;
+    p = p * x2 - 1.609_603_3e-2;
+    let mut q = -1.456_607_2e-5_f32;
+    q = q * x2 - 2.133_740_6e-4;
+    q = q * x2 - 1.682_827e-3;
+    q = q * x2 - 7.373_329e-3;
+    q = q * x2 - 1.426_474e-2;
+    x * p / q
+}
+
+/// The exact (erf-based) GELU of BERT's `gelu`, vectorized: `x/2 · (1 + erf(x/√2))`.
+struct GeluErf;
+
+impl CustomOp1 for GeluErf {
+    fn name(&self) -> &'static str {
+        "gelu-erf-f32"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let CpuStorage::F32(data) = storage else {
+            candle_core::bail!("gelu-erf takes f32");
+        };
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("gelu-erf takes a contiguous tensor");
+        };
+        let out: Vec<f32> =
+            data[start..end].iter().map(|&x| 0.5 * x * (1.0 + erf_f32(x * std::f32::consts::FRAC_1_SQRT_2))).collect();
+        Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+}
+
+/// Splits a packed `[total, …]` tensor back into one tensor per sequence.
+pub fn unpack(packed: &Tensor, lens: &[usize]) -> Result<Vec<Tensor>, ModelError> {
+    let mut out = Vec::with_capacity(lens.len());
+    let mut at = 0;
+    for &n in lens {
+        out.push(packed.narrow(0, at, n)?);
+        at += n;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gelu_matches_candle_erf_gelu() {
+        let xs: Vec<f32> = (-20_000..=20_000).map(|i| i as f32 * 6e-4).collect();
+        let t = Tensor::new(xs.as_slice(), &Device::Cpu).unwrap();
+        let want: Vec<f32> = t.gelu_erf().unwrap().to_vec1().unwrap();
+        let got: Vec<f32> = t.apply_op1_no_bwd(&GeluErf).unwrap().to_vec1().unwrap();
+        let worst = want.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(worst < 2e-6, "max |Δ| {worst}");
+        eprintln!("gelu max |Δ| {worst:e}");
+        assert!((erf_f32(10.0) - 1.0).abs() < 1e-6);
+        assert!((erf_f32(-10.0) + 1.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn dot_handles_tails() {
+        let a: Vec<f32> = (0..13).map(|i| i as f32).collect();
+        assert_eq!(dot(&a, &a), (0..13).map(|i| (i * i) as f32).sum::<f32>());
+    }
+}
