@@ -3,7 +3,12 @@
 //! - [`truncate`]: cut the middle (LongBench's rule), the end or the start, in token space.
 //! - [`chunk`]: split a context into retrieval chunks (200 characters by default).
 //! - [`embed`] and [`index`]: native sentence embedders and an exact inner-product index.
-//! - [`rag`]: naive RAG with a sweep of k served by one embedding pass.
+//! - [`rag`]: naive RAG with a sweep of k served by one embedding pass; [`rerank`]: an LLM
+//!   judge or a cross-encoder for advanced RAG; [`openai`]: OpenAI-compatible embeddings and
+//!   chat clients with retries, usage and cost.
+//! - [`llmlingua2`]: LLMLingua-2 compression, equal to the `llmlingua` package's output.
+//! - [`strategy`]: the strategies as experiment axes: a sample and a token budget in, the
+//!   prompt the model receives and what was done out.
 //!
 //! ```
 //! use longctx_context::chunk::ChunkConfig;
@@ -16,7 +21,10 @@ pub mod chunk;
 pub mod embed;
 pub mod index;
 pub mod llmlingua2;
+pub mod openai;
 pub mod rag;
+pub mod rerank;
+pub mod strategy;
 pub mod truncate;
 
 use longctx_core::{CallError, TokenizeError};

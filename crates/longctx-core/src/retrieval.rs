@@ -2,6 +2,8 @@
 //! rerank with. Implementations live in `longctx-context` (native encoders, OpenAI-compatible
 //! APIs) and later in the backends; strategies only see these traits.
 
+use serde::{Deserialize, Serialize};
+
 use crate::ChatMessage;
 
 /// A failure of a model call (an embedder, a reranker, a chat endpoint), as text that names
@@ -11,7 +13,7 @@ use crate::ChatMessage;
 pub struct CallError(pub String);
 
 /// What a call consumed, for cost accounting.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Usage {
     /// Input (prompt) tokens billed.
     pub prompt_tokens: u64,

@@ -36,9 +36,45 @@ pub(crate) enum Command {
     /// Naive RAG on one context: chunk it, embed the chunks and the query, and show the k
     /// chunks (ids in document order, with scores) the model would receive.
     Retrieve(RetrieveArgs),
+    /// Compress a text with LLMLingua-2, exactly as the `llmlingua` package's
+    /// `compress_prompt(text, rate=R, force_tokens=[...])` does.
+    Compress(CompressArgs),
     /// Benchmarks (throughput of the native runtime).
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CompressArgs {
+    /// An LLMLingua-2 token classifier directory (config.json, model.safetensors and, unless
+    /// --tokenizer is given, tokenizer.json), e.g. llmlingua-2-xlm-roberta-large-meetingbank.
+    #[arg(long)]
+    pub(crate) model: PathBuf,
+    /// Share of tokens to keep.
+    #[arg(long)]
+    pub(crate) rate: f64,
+    /// A token always kept (repeatable); `\n` and `\t` stand for a newline and a tab.
+    #[arg(long = "force-token")]
+    pub(crate) force_token: Vec<String>,
+    /// The text file to compress.
+    #[arg(long)]
+    pub(crate) input: PathBuf,
+    /// The XLM-R tokenizer.json (default: the model directory's).
+    #[arg(long)]
+    pub(crate) tokenizer: Option<PathBuf>,
+    /// Target number of cl100k tokens (overrides --rate).
+    #[arg(long)]
+    pub(crate) target_token: Option<f64>,
+    /// Drop a force token repeated with nothing kept in between.
+    #[arg(long)]
+    pub(crate) drop_consecutive: bool,
+    /// Keep every word with a digit.
+    #[arg(long)]
+    pub(crate) force_reserve_digit: bool,
+    /// Print llmlingua's result object (`compressed_prompt`, `origin_tokens`,
+    /// `compressed_tokens`, `rate`, …) as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]

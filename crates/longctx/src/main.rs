@@ -24,6 +24,7 @@ fn main() -> ExitCode {
         cli::Command::Generate(args) => commands::generate::run(&args),
         cli::Command::Embed(args) => commands::retrieval::embed(&args),
         cli::Command::Retrieve(args) => commands::retrieval::retrieve(&args),
+        cli::Command::Compress(args) => commands::retrieval::compress(&args),
         cli::Command::Bench(cli::BenchCommand::Generate(args)) => commands::bench::generate_bench(&args),
         cli::Command::Bench(cli::BenchCommand::Embed(args)) => commands::retrieval::bench_embed(&args),
     };

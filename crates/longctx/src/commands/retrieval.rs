@@ -1,5 +1,5 @@
-//! `longctx embed`, `longctx retrieve` and `longctx bench embed`: the retrieval pieces of
-//! naive RAG, each usable and checkable on its own.
+//! `longctx embed`, `longctx retrieve`, `longctx compress` and `longctx bench embed`: the
+//! pieces of the RAG and compression strategies, each usable and checkable on its own.
 
 use std::io::{BufRead, BufWriter, Write};
 use std::path::Path;
@@ -10,7 +10,9 @@ use longctx_context::chunk::ChunkConfig;
 use longctx_context::embed::SentenceEmbedder;
 use longctx_context::rag::{Order, Retrieval};
 
-use crate::cli::{BenchEmbedArgs, EmbedArgs, RetrieveArgs};
+use longctx_context::llmlingua2::{CompressOptions, LlmLingua2};
+
+use crate::cli::{BenchEmbedArgs, CompressArgs, EmbedArgs, RetrieveArgs};
 
 /// The `text` field of every line of a JSONL file, in order; errors name the file and line.
 pub(crate) fn read_texts(path: &Path) -> Result<Vec<String>> {
@@ -69,7 +71,7 @@ pub(crate) fn retrieve(args: &RetrieveArgs) -> Result<()> {
     };
     let r = Retrieval::new(&context, &args.query, &chunking, &model, None)?;
     let order = if args.score_order { Order::Score } else { Order::Document };
-    let separator = args.separator.replace("\\n", "\n").replace("\\t", "\t");
+    let separator = unescape(&args.separator);
     let sel = r.select(&context, args.k, order, &separator);
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -92,6 +94,55 @@ pub(crate) fn retrieve(args: &RetrieveArgs) -> Result<()> {
         if args.show_text {
             writeln!(out, "---\n{}", sel.text)?;
         }
+    }
+    Ok(())
+}
+
+/// `\n`, `\t` and `\\` written on a command line, as the characters they stand for.
+fn unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some('\\') | None => out.push('\\'),
+            Some(other) => {
+                out.push('\\');
+                out.push(other);
+            }
+        }
+    }
+    out
+}
+
+pub(crate) fn compress(args: &CompressArgs) -> Result<()> {
+    let text = fs_err::read_to_string(&args.input)?;
+    let model = LlmLingua2::load(&args.model, args.tokenizer.as_deref())
+        .with_context(|| format!("loading the LLMLingua-2 model from {}", args.model.display()))?;
+    let options = CompressOptions {
+        rate: args.rate,
+        target_token: args.target_token.unwrap_or(-1.0),
+        force_tokens: args.force_token.iter().map(|t| unescape(t)).collect(),
+        drop_consecutive: args.drop_consecutive,
+        force_reserve_digit: args.force_reserve_digit,
+        ..CompressOptions::default()
+    };
+    let result = model.compress(&text, &options).with_context(|| format!("compressing {}", args.input.display()))?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string(&result)?)?;
+    } else {
+        writeln!(out, "{}", result.compressed_prompt)?;
+        writeln!(
+            out,
+            "--- {} -> {} cl100k tokens ({}, {})",
+            result.origin_tokens, result.compressed_tokens, result.rate, result.ratio
+        )?;
     }
     Ok(())
 }
