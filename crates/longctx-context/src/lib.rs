@@ -28,6 +28,23 @@ pub mod strategy;
 pub mod truncate;
 
 use longctx_core::{CallError, TokenizeError};
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use longctx_core::{TokenizeError, Tokenizer};
+
+    /// One token per character; id 0 is a BOS added with special tokens.
+    pub(crate) struct Chars;
+
+    impl Tokenizer for Chars {
+        fn encode(&self, text: &str, special: bool) -> Result<Vec<u32>, TokenizeError> {
+            Ok(special.then_some(0).into_iter().chain(text.chars().map(u32::from)).collect())
+        }
+        fn decode(&self, ids: &[u32], skip: bool) -> Result<String, TokenizeError> {
+            Ok(ids.iter().filter(|&&i| !(skip && i == 0)).filter_map(|&i| char::from_u32(i)).collect())
+        }
+    }
+}
 use longctx_models::ModelError;
 
 /// Errors of the context strategies.

@@ -287,18 +287,8 @@ impl ContextStrategy for Compress {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use longctx_core::{CallError, Embeddings, TokenizeError};
-
-    /// One token per character; id 0 is a BOS added with special tokens.
-    struct Chars;
-    impl Tokenizer for Chars {
-        fn encode(&self, text: &str, special: bool) -> Result<Vec<u32>, TokenizeError> {
-            Ok(special.then_some(0).into_iter().chain(text.chars().map(u32::from)).collect())
-        }
-        fn decode(&self, ids: &[u32], skip: bool) -> Result<String, TokenizeError> {
-            Ok(ids.iter().filter(|&&i| !(skip && i == 0)).filter_map(|&i| char::from_u32(i)).collect())
-        }
-    }
+    use crate::testing::Chars;
+    use longctx_core::{CallError, Embeddings};
 
     /// Embeds a text as (share of 'a', share of other characters), so chunks full of 'a'
     /// match a query of 'a's.

@@ -84,18 +84,7 @@ pub fn truncate(text: &str, tokenizer: &dyn Tokenizer, budget: usize, side: Side
 #[cfg(test)]
 mod tests {
     use super::*;
-    use longctx_core::TokenizeError;
-
-    /// One token per character; id 0 is a BOS added with special tokens.
-    struct Chars;
-    impl Tokenizer for Chars {
-        fn encode(&self, text: &str, special: bool) -> Result<Vec<u32>, TokenizeError> {
-            Ok(special.then_some(0).into_iter().chain(text.chars().map(u32::from)).collect())
-        }
-        fn decode(&self, ids: &[u32], skip: bool) -> Result<String, TokenizeError> {
-            Ok(ids.iter().filter(|&&i| !(skip && i == 0)).filter_map(|&i| char::from_u32(i)).collect())
-        }
-    }
+    use crate::testing::Chars;
 
     /// A small deterministic generator of texts (xorshift), so the property tests need no crate.
     fn texts() -> Vec<String> {
