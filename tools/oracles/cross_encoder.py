@@ -31,6 +31,10 @@ crates/longctx-context/tests/fixtures/:
     and against each pair run alone without padding; meta.agreement records the largest
     absolute differences. (CrossEncoder strips each text; the cases avoid leading/trailing
     whitespace that would matter, and the script asserts the token ids are the same both ways.)
+    An empty passage gives [CLS] query [SEP] [SEP] (the pair's [SEP] has token type 1), an empty
+    query [CLS] [SEP] passage [SEP]: that is the batch call's encoding, which CrossEncoder uses.
+    (transformers' single-pair call tokenizer(q, "") would treat "" as no pair and drop the second
+    [SEP].)
 
 Deterministic: weights from a fixed seed, fixed cuts of fixed LongBench records, CPU float32.
 """
@@ -59,7 +63,7 @@ CASES_OUT = os.path.join(FIXTURES, "cross_encoder.json")
 MINILM = os.path.join(ROOT, "assets", "minilm")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 MAX_LENGTH = 512
-WEIGHT_SEED = 20240611
+WEIGHT_SEED = 20240617  # picked among 20240611..20240620 for the widest logit spread
 CONFIG = dict(
     vocab_size=30522,
     hidden_size=8,
@@ -94,8 +98,8 @@ def weight_std(name, shape):
         return 0.1
     fan_in = shape[1]
     if any(k in name for k in ("query", "key")):
-        return 2.0 / fan_in**0.5
-    return 1.0 / fan_in**0.5
+        return 3.0 / fan_in**0.5  # peaky attention, so that long inputs do not all average out
+    return 2.0 / fan_in**0.5
 
 
 def build_model():
@@ -186,13 +190,14 @@ def build_cases(tok, data):
     n_q = n_tokens(tok, q_short)
     cases += [
         ("exactly_512", q_short, prefix_with_tokens(tok, qasper["context"], MAX_LENGTH - 3 - n_q)),
-        ("exactly_513", q_short, prefix_with_tokens(tok, qasper["context"], MAX_LENGTH - 2 - n_q)),
-        ("long_passage", q_short, qasper["context"][:4000]),
+        ("exactly_513", q_short, prefix_with_tokens(tok, qasper["context"][3000:], MAX_LENGTH - 2 - n_q)),
+        ("long_passage", q_short, qasper["context"][9000:13000]),
         ("long_query_long_passage", prefix_with_tokens(tok, qasper["context"][6000:], 350), news[:3000]),
-        ("long_query_short_passage", prefix_with_tokens(tok, trec["context"], 480),
+        ("long_query_short_passage", prefix_with_tokens(tok, trec["context"], 520),
          "Type: Location. The first golf course in the United States was in Yonkers, New York."),
         ("long_query_empty_passage", prefix_with_tokens(tok, news[3000:], 600), ""),
-        ("equal_long_300_300", prefix_with_tokens(tok, news[:], 300), prefix_with_tokens(tok, qasper["context"], 300)),
+        ("equal_long_300_300", prefix_with_tokens(tok, news, 300),
+         prefix_with_tokens(tok, qasper["context"], 300)),
         ("zh_long_passage", mfz["input"], mfz["context"][:1500]),
     ]
     return cases
@@ -259,11 +264,13 @@ def main():
         mask = features["attention_mask"][i].bool()
         ids = [int(x) for x in features["input_ids"][i][mask]]
         tt = [int(x) for x in features["token_type_ids"][i][mask]]
-        one = tok(q, p, truncation="longest_first", max_length=MAX_LENGTH, return_tensors="pt")
+        # Batch form even for one pair: tok(q, "") would drop the empty text_pair (falsy) and give
+        # [CLS] q [SEP] without the second [SEP]; CrossEncoder always calls the batch form.
+        one = tok([q], [p], truncation="longest_first", max_length=MAX_LENGTH, return_tensors="pt")
         assert one["input_ids"][0].tolist() == ids and one["token_type_ids"][0].tolist() == tt, name
         with torch.no_grad():
             single.append(float(model(**one).logits.reshape(-1)[0]))
-        n_full = len(tok(q, p)["input_ids"])
+        n_full = len(tok([q], [p])["input_ids"][0])
         assert ids[0] == 101 and ids[-1] == 102 and len(ids) == min(n_full, MAX_LENGTH), name
         n_q = tt.index(1) - 2 if 1 in tt else None
         rows.append({"name": name, "query": q, "passage": p, "n_tokens_untruncated": n_full,
@@ -279,7 +286,7 @@ def main():
     print(f"  max |st - raw| = {diff_raw:.3g}, max |st - single unpadded| = {diff_single:.3g}, "
           f"std = {spread:.4f}, min gap between logits = {min_gap:.4g}")
     assert diff_raw < 1e-5 and diff_single < 1e-4, (diff_raw, diff_single)
-    assert spread > 0.5 and min_gap > 1e-3, (spread, min_gap)
+    assert spread > 1.0 and min_gap > 5e-3, (spread, min_gap)
     n_trunc = sum(r["n_tokens_untruncated"] > MAX_LENGTH for r in rows)
     assert n_trunc >= 3
 

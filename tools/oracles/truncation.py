@@ -67,7 +67,8 @@ CUTS = [
     ("passage_retrieval_zh", 1, 0, 1800),
 ]
 ODD = ("  Leading spaces,\ttabs\t\tand  double  spaces.\r\nWindows line end, then three blank lines\n\n\n"
-       "Emoji: 🍕🍕 pizza, 👍🏽 skin tone, family 👨\u200d👩\u200d👧 (ZWJ), flag 🇫🇷, keycap 1\ufe0f\u20e3, "
+       "Emoji: 🍕🍕 pizza, 👍🏽 skin tone, family 👨\u200d👩\u200d👧 (ZWJ), flag 🇫🇷, "
+       "keycap 1\ufe0f\u20e3, "
        "rare 🪿 goose.\u00a0NBSP\u2003em-space\u3000ideographic-space. Zero\u200bwidth, soft\u00adhyphen, "
        "combining e\u0301 vs é. 中文混合 English 😀 with 日本語テキスト and 한국어. "
        "Math ∑∫√∞ ≠ ≤ ≥, arrows →←, quotes “curly” ‘single’ «guillemets». "

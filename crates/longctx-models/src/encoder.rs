@@ -14,6 +14,7 @@ use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
 use rayon::prelude::*;
 use serde::Deserialize;
 
+use crate::sgemm::PackedLinear;
 use crate::ModelError;
 
 /// The fields of an encoder's `config.json` that the forward pass needs.
@@ -132,6 +133,43 @@ pub struct Encoder {
     layers: Vec<Layer>,
     head: Head,
     device: Device,
+    /// The layers packed for the CPU fast path (AVX-512), when it applies.
+    packed: Option<Vec<PackedLayer>>,
+}
+
+/// A layer with its weights packed for [`PackedLinear`] and its norms as plain vectors.
+#[derive(Debug)]
+struct PackedLayer {
+    qkv: PackedLinear,
+    attn_out: PackedLinear,
+    attn_norm: (Vec<f32>, Vec<f32>),
+    intermediate: PackedLinear,
+    output: PackedLinear,
+    out_norm: (Vec<f32>, Vec<f32>),
+}
+
+fn pack(l: &Linear) -> candle_core::Result<PackedLinear> {
+    let (n, k) = l.weight().dims2()?;
+    let w: Vec<f32> = l.weight().flatten_all()?.to_vec1()?;
+    let b: Option<Vec<f32>> = l.bias().map(Tensor::to_vec1).transpose()?;
+    Ok(PackedLinear::new(&w, n, k, b.as_deref()))
+}
+
+fn norm_vecs(n: &LayerNorm) -> candle_core::Result<(Vec<f32>, Vec<f32>)> {
+    let b = n.bias().map_or_else(|| Ok(vec![0f32; n.weight().elem_count()]), Tensor::to_vec1)?;
+    Ok((n.weight().to_vec1()?, b))
+}
+
+/// Layer norm of each row of `x` in place (biased variance, as PyTorch).
+fn layer_norm_rows(x: &mut [f32], width: usize, (w, b): &(Vec<f32>, Vec<f32>), eps: f32) {
+    for row in x.chunks_exact_mut(width) {
+        let mean = row.iter().sum::<f32>() / width as f32;
+        let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / width as f32;
+        let inv = 1.0 / (var + eps).sqrt();
+        for ((v, g), o) in row.iter_mut().zip(w).zip(b) {
+            *v = (*v - mean) * inv * g + o;
+        }
+    }
 }
 
 fn layer_norm(vb: &VarBuilder, size: usize, eps: f64) -> candle_core::Result<LayerNorm> {
@@ -224,7 +262,26 @@ impl Encoder {
         } else {
             Head::None
         };
-        Ok(Self { config, word, position, token_type, emb_norm, layers, head, device: vb.device().clone() })
+        let device = vb.device().clone();
+        let packed = if device.is_cpu() && crate::sgemm::available() {
+            let p = layers
+                .iter()
+                .map(|l| {
+                    Ok(PackedLayer {
+                        qkv: pack(&l.qkv)?,
+                        attn_out: pack(&l.attn_out)?,
+                        attn_norm: norm_vecs(&l.attn_norm)?,
+                        intermediate: pack(&l.intermediate)?,
+                        output: pack(&l.output)?,
+                        out_norm: norm_vecs(&l.out_norm)?,
+                    })
+                })
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            Some(p)
+        } else {
+            None
+        };
+        Ok(Self { config, word, position, token_type, emb_norm, layers, head, device, packed })
     }
 
     /// The configuration.
@@ -294,10 +351,53 @@ impl Encoder {
         let x = (x + self.position.index_select(&positions, 0)?)?;
         let x = (x + self.token_type.index_select(&types, 0)?)?;
         let mut x = self.emb_norm.forward(&x)?;
+        if let Some(packed) = &self.packed {
+            let mut v: Vec<f32> = x.flatten_all()?.to_vec1()?;
+            for layer in packed {
+                v = self.packed_layer(layer, v, &lens);
+            }
+            return Ok(Tensor::from_vec(v, (total, h), &self.device)?);
+        }
         for layer in &self.layers {
             x = self.layer(layer, &x, &lens)?;
         }
         Ok(x)
+    }
+
+    /// One layer on the CPU fast path: packed products, fused GELU and norms on plain rows.
+    fn packed_layer(&self, layer: &PackedLayer, x: Vec<f32>, lens: &[usize]) -> Vec<f32> {
+        let total: usize = lens.iter().sum();
+        let h = self.config.hidden_size;
+        let eps = self.config.layer_norm_eps as f32;
+        let qkv = layer.qkv.forward(&x, total);
+        let ctx = self.attention_rows(&qkv, lens);
+        let mut a = layer.attn_out.forward(&ctx, total);
+        for (v, r) in a.iter_mut().zip(&x) {
+            *v += r;
+        }
+        layer_norm_rows(&mut a, h, &layer.attn_norm, eps);
+        let mut inter = layer.intermediate.forward(&a, total);
+        match self.config.hidden_act.as_str() {
+            "gelu" => gelu_erf_in_place(&mut inter),
+            "gelu_new" => {
+                for v in &mut inter {
+                    *v = 0.5
+                        * *v
+                        * (1.0 + ((2.0 / std::f32::consts::PI).sqrt() * (*v + 0.044_715 * *v * *v * *v)).tanh());
+                }
+            }
+            _ => {
+                for v in &mut inter {
+                    *v = v.max(0.0);
+                }
+            }
+        }
+        let mut out = layer.output.forward(&inter, total);
+        for (v, r) in out.iter_mut().zip(&a) {
+            *v += r;
+        }
+        layer_norm_rows(&mut out, h, &layer.out_norm, eps);
+        out
     }
 
     fn layer(&self, layer: &Layer, x: &Tensor, lens: &[usize]) -> Result<Tensor, ModelError> {
@@ -315,11 +415,18 @@ impl Encoder {
 
     /// Softmax attention of each sequence over itself, from the packed `[T, 3H]` projections.
     fn attention(&self, qkv: &Tensor, lens: &[usize]) -> Result<Tensor, ModelError> {
+        let total = qkv.dim(0)?;
+        let qkv: Vec<f32> = qkv.flatten_all()?.to_vec1()?;
+        let out = self.attention_rows(&qkv, lens);
+        Ok(Tensor::from_vec(out, (total, self.config.hidden_size), &self.device)?)
+    }
+
+    /// [`Self::attention`] on plain rows: `qkv` is `[T, 3H]`, the result `[T, H]`.
+    fn attention_rows(&self, qkv: &[f32], lens: &[usize]) -> Vec<f32> {
         let h = self.config.hidden_size;
         let heads = self.config.num_attention_heads;
         let d = h / heads;
-        let total = qkv.dim(0)?;
-        let qkv: Vec<f32> = qkv.flatten_all()?.to_vec1()?;
+        let total: usize = lens.iter().sum();
         let mut out = vec![0f32; total * h];
         let scale = 1.0 / (d as f32).sqrt();
         // Split the output by sequence, then compute each (sequence, head) pair independently.
@@ -334,22 +441,28 @@ impl Encoder {
         }
         pieces.into_par_iter().zip(lens.par_iter()).for_each(|((start, piece), &n)| {
             let mut scores = vec![0f32; n];
-            let mut keys = vec![0f32; n * d];
+            // Keys transposed (`[d, n]`), so that one query's scores are a vectorized sum of
+            // rows; values as rows (`[n, d]`).
+            let mut keys_t = vec![0f32; d * n];
             let mut values = vec![0f32; n * d];
             for head in 0..heads {
-                // This head's keys and values, contiguous.
                 for j in 0..n {
                     let row = &qkv[(start + j) * 3 * h..][..3 * h];
-                    keys[j * d..][..d].copy_from_slice(&row[h + head * d..][..d]);
+                    for (t, &k) in row[h + head * d..][..d].iter().enumerate() {
+                        keys_t[t * n + j] = k;
+                    }
                     values[j * d..][..d].copy_from_slice(&row[2 * h + head * d..][..d]);
                 }
                 for i in 0..n {
                     let q = &qkv[(start + i) * 3 * h + head * d..][..d];
-                    let mut max = f32::NEG_INFINITY;
-                    for (s, k) in scores.iter_mut().zip(keys.chunks_exact(d)) {
-                        *s = dot(q, k) * scale;
-                        max = max.max(*s);
+                    scores.fill(0.0);
+                    for (&qt, kt) in q.iter().zip(keys_t.chunks_exact(n)) {
+                        let qt = qt * scale;
+                        for (s, &k) in scores.iter_mut().zip(kt) {
+                            *s += qt * k;
+                        }
                     }
+                    let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
                     let mut sum = 0f32;
                     for s in &mut scores {
                         *s = (*s - max).exp();
@@ -369,7 +482,7 @@ impl Encoder {
                 }
             }
         });
-        Ok(Tensor::from_vec(out, (total, h), &self.device)?)
+        out
     }
 
     /// Per-token class logits of a token classifier: `[total tokens, labels]`, packed.
@@ -434,22 +547,6 @@ impl Encoder {
     }
 }
 
-/// Dot product with eight independent partial sums (vectorizes; the order differs from a
-/// sequential sum only by float rounding).
-#[inline]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ac, ar) = a.split_at(a.len() - a.len() % 8);
-    let (bc, br) = b.split_at(ac.len());
-    for (x, y) in ac.chunks_exact(8).zip(bc.chunks_exact(8)) {
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    let tail: f32 = ar.iter().zip(br).map(|(x, y)| x * y).sum();
-    acc.iter().sum::<f32>() + tail
-}
-
 /// erf for f32 as Eigen computes it: the input clamped to [-4, 4] (erf is ±1 in f32 beyond),
 /// then an odd rational polynomial. Branch-free, so a slice of it vectorizes.
 #[inline]
@@ -471,7 +568,14 @@ fn erf_f32(x: f32) -> f32 {
     x * p / q
 }
 
-/// The exact (erf-based) GELU of BERT's `gelu`, vectorized: `x/2 · (1 + erf(x/√2))`.
+/// BERT's exact GELU, `x/2 · (1 + erf(x/√2))`, in place (vectorizes).
+fn gelu_erf_in_place(xs: &mut [f32]) {
+    for x in xs {
+        *x = 0.5 * *x * (1.0 + erf_f32(*x * std::f32::consts::FRAC_1_SQRT_2));
+    }
+}
+
+/// The exact (erf-based) GELU of BERT's `gelu` as a candle op.
 struct GeluErf;
 
 impl CustomOp1 for GeluErf {
@@ -518,11 +622,5 @@ mod tests {
         eprintln!("gelu max |Δ| {worst:e}");
         assert!((erf_f32(10.0) - 1.0).abs() < 1e-6);
         assert!((erf_f32(-10.0) + 1.0).abs() < 1e-6);
-    }
-
-    #[test]
-    fn dot_handles_tails() {
-        let a: Vec<f32> = (0..13).map(|i| i as f32).collect();
-        assert_eq!(dot(&a, &a), (0..13).map(|i| (i * i) as f32).sum::<f32>());
     }
 }

@@ -23,6 +23,7 @@ pub mod load;
 pub mod perplexity;
 pub mod qmatmul;
 pub mod rope;
+pub mod sgemm;
 pub mod tokenizer;
 
 pub use config::{ConfigError, HfConfig};
