@@ -166,9 +166,7 @@ unsafe fn kernel<const R: usize>(
         Some(bp) => {
             let b0 = _mm512_mask_loadu_ps(_mm512_setzero_ps(), m0, bp);
             let b1 = _mm512_mask_loadu_ps(_mm512_setzero_ps(), m1, bp.add(16));
-            for row in &mut acc {
-                *row = [b0, b1];
-            }
+            acc.fill([b0, b1]);
         }
         None => {
             for (r, row) in acc.iter_mut().enumerate() {
