@@ -104,9 +104,10 @@ pub(crate) struct RetrieveArgs {
     /// The context to chunk (a text file).
     #[arg(long)]
     pub(crate) context_file: PathBuf,
-    /// Chunks to keep; k at or above the number of chunks keeps the whole context.
-    #[arg(long)]
-    pub(crate) k: usize,
+    /// Chunks to keep; k at or above the number of chunks keeps the whole context. A
+    /// comma-separated list (`5,10,20`) sweeps k from one embedding pass (one result per k).
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub(crate) k: Vec<usize>,
     /// Characters (Unicode code points) per chunk.
     #[arg(long, default_value_t = 200)]
     pub(crate) chunk_chars: usize,

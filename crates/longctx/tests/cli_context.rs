@@ -91,6 +91,14 @@ fn retrieve_shows_what_naive_rag_feeds_the_model() {
     assert_eq!(all["text"], record["context"]);
     let text = stdout(&longctx(&[&base[..], &["--k", "5"]].concat()));
     assert!(text.starts_with(&format!("chunks: {}\nk: 5\nids: ", sample["n_chunks"])), "{text}");
+    // A sweep: one JSON line per k, the k = 5 line as above, k = 20 as the reference ranks.
+    let sweep = stdout(&longctx(&[&base[..], &["--k", "5,20", "--json"]].concat()));
+    let rows: Vec<Value> = sweep.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["ids"], v["ids"]);
+    let mut want: Vec<u64> = serde_json::from_value(sample["topk"]["20"]["ids_by_score"].clone()).unwrap();
+    want.sort_unstable();
+    assert_eq!(rows[1]["ids"], serde_json::json!(want));
 }
 
 #[test]

@@ -72,21 +72,25 @@ pub(crate) fn retrieve(args: &RetrieveArgs) -> Result<()> {
     let r = Retrieval::new(&context, &args.query, &chunking, &model, None)?;
     let order = if args.score_order { Order::Score } else { Order::Document };
     let separator = unescape(&args.separator);
-    let sel = r.select(&context, args.k, order, &separator);
     let mut out = std::io::stdout().lock();
-    if args.json {
-        let row = serde_json::json!({
-            "n_chunks": sel.n_chunks,
-            "k": args.k,
-            "ids": sel.ids,
-            "scores": sel.scores,
-            "whole_context": sel.whole,
-            "text": sel.text,
-        });
-        writeln!(out, "{row}")?;
-    } else {
-        writeln!(out, "chunks: {}", sel.n_chunks)?;
-        writeln!(out, "k: {}{}", args.k, if sel.whole { " (whole context)" } else { "" })?;
+    for (i, &k) in args.k.iter().enumerate() {
+        let sel = r.select(&context, k, order, &separator);
+        if args.json {
+            let row = serde_json::json!({
+                "n_chunks": sel.n_chunks,
+                "k": k,
+                "ids": sel.ids,
+                "scores": sel.scores,
+                "whole_context": sel.whole,
+                "text": sel.text,
+            });
+            writeln!(out, "{row}")?;
+            continue;
+        }
+        if i == 0 {
+            writeln!(out, "chunks: {}", sel.n_chunks)?;
+        }
+        writeln!(out, "k: {k}{}", if sel.whole { " (whole context)" } else { "" })?;
         let ids: Vec<String> = sel.ids.iter().map(ToString::to_string).collect();
         writeln!(out, "ids: {}", ids.join(" "))?;
         let scores: Vec<String> = sel.scores.iter().map(|s| format!("{s:.6}")).collect();
