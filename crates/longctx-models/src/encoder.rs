@@ -160,16 +160,48 @@ fn norm_vecs(n: &LayerNorm) -> candle_core::Result<(Vec<f32>, Vec<f32>)> {
     Ok((n.weight().to_vec1()?, b))
 }
 
-/// Layer norm of each row of `x` in place (biased variance, as PyTorch).
-fn layer_norm_rows(x: &mut [f32], width: usize, (w, b): &(Vec<f32>, Vec<f32>), eps: f32) {
-    for row in x.chunks_exact_mut(width) {
-        let mean = row.iter().sum::<f32>() / width as f32;
-        let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / width as f32;
+/// Sum with 16 independent partial sums (vectorizes; the order differs from a sequential sum
+/// only by rounding).
+#[inline(always)]
+fn lane_sum(xs: impl Iterator<Item = f32>) -> f32 {
+    let mut acc = [0f32; 16];
+    for (i, x) in xs.enumerate() {
+        acc[i % 16] += x;
+    }
+    acc.iter().sum()
+}
+
+/// `x = LayerNorm(x + residual)` for each row, in place (biased variance, as PyTorch).
+#[inline(always)]
+fn add_norm_rows_body(x: &mut [f32], residual: &[f32], width: usize, (w, b): &(Vec<f32>, Vec<f32>), eps: f32) {
+    for (row, res) in x.chunks_exact_mut(width).zip(residual.chunks_exact(width)) {
+        for (v, r) in row.iter_mut().zip(res) {
+            *v += r;
+        }
+        let mean = lane_sum(row.iter().copied()) / width as f32;
+        let var = lane_sum(row.iter().map(|v| (v - mean) * (v - mean))) / width as f32;
         let inv = 1.0 / (var + eps).sqrt();
         for ((v, g), o) in row.iter_mut().zip(w).zip(b) {
             *v = (*v - mean) * inv * g + o;
         }
     }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn add_norm_rows_avx512(x: &mut [f32], residual: &[f32], width: usize, wb: &(Vec<f32>, Vec<f32>), eps: f32) {
+    add_norm_rows_body(x, residual, width, wb, eps);
+}
+
+/// [`add_norm_rows_body`], compiled for AVX-512 where the CPU has it.
+fn add_norm_rows(x: &mut [f32], residual: &[f32], width: usize, wb: &(Vec<f32>, Vec<f32>), eps: f32) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::sgemm::available() {
+        // SAFETY: the CPU has AVX-512F (checked above).
+        unsafe { add_norm_rows_avx512(x, residual, width, wb, eps) };
+        return;
+    }
+    add_norm_rows_body(x, residual, width, wb, eps);
 }
 
 fn layer_norm(vb: &VarBuilder, size: usize, eps: f64) -> candle_core::Result<LayerNorm> {
@@ -372,10 +404,7 @@ impl Encoder {
         let qkv = layer.qkv.forward(&x, total);
         let ctx = self.attention_rows(&qkv, lens);
         let mut a = layer.attn_out.forward(&ctx, total);
-        for (v, r) in a.iter_mut().zip(&x) {
-            *v += r;
-        }
-        layer_norm_rows(&mut a, h, &layer.attn_norm, eps);
+        add_norm_rows(&mut a, &x, h, &layer.attn_norm, eps);
         let mut inter = layer.intermediate.forward(&a, total);
         match self.config.hidden_act.as_str() {
             "gelu" => gelu_erf_in_place(&mut inter),
@@ -393,10 +422,7 @@ impl Encoder {
             }
         }
         let mut out = layer.output.forward(&inter, total);
-        for (v, r) in out.iter_mut().zip(&a) {
-            *v += r;
-        }
-        layer_norm_rows(&mut out, h, &layer.out_norm, eps);
+        add_norm_rows(&mut out, &a, h, &layer.out_norm, eps);
         out
     }
 
@@ -440,47 +466,7 @@ impl Encoder {
             start += n;
         }
         pieces.into_par_iter().zip(lens.par_iter()).for_each(|((start, piece), &n)| {
-            let mut scores = vec![0f32; n];
-            // Keys transposed (`[d, n]`), so that one query's scores are a vectorized sum of
-            // rows; values as rows (`[n, d]`).
-            let mut keys_t = vec![0f32; d * n];
-            let mut values = vec![0f32; n * d];
-            for head in 0..heads {
-                for j in 0..n {
-                    let row = &qkv[(start + j) * 3 * h..][..3 * h];
-                    for (t, &k) in row[h + head * d..][..d].iter().enumerate() {
-                        keys_t[t * n + j] = k;
-                    }
-                    values[j * d..][..d].copy_from_slice(&row[2 * h + head * d..][..d]);
-                }
-                for i in 0..n {
-                    let q = &qkv[(start + i) * 3 * h + head * d..][..d];
-                    scores.fill(0.0);
-                    for (&qt, kt) in q.iter().zip(keys_t.chunks_exact(n)) {
-                        let qt = qt * scale;
-                        for (s, &k) in scores.iter_mut().zip(kt) {
-                            *s += qt * k;
-                        }
-                    }
-                    let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    let mut sum = 0f32;
-                    for s in &mut scores {
-                        *s = (*s - max).exp();
-                        sum += *s;
-                    }
-                    let o = &mut piece[i * h + head * d..][..d];
-                    o.fill(0.0);
-                    for (&p, v) in scores.iter().zip(values.chunks_exact(d)) {
-                        for (a, &vv) in o.iter_mut().zip(v) {
-                            *a += p * vv;
-                        }
-                    }
-                    let inv = 1.0 / sum;
-                    for a in o.iter_mut() {
-                        *a *= inv;
-                    }
-                }
-            }
+            attend(qkv, start, n, piece, h, heads, scale);
         });
         out
     }
@@ -547,9 +533,74 @@ impl Encoder {
     }
 }
 
+/// Attention of one packed sequence (tokens `start..start + n` of `qkv`, `[T, 3H]`) over
+/// itself, into `piece` (`[n, H]`).
+#[inline(always)]
+fn attend_body(qkv: &[f32], start: usize, n: usize, piece: &mut [f32], h: usize, heads: usize, scale: f32) {
+    let d = h / heads;
+    let mut scores = vec![0f32; n];
+    // Keys transposed (`[d, n]`), so that one query's scores are a vectorized sum of
+    // rows; values as rows (`[n, d]`).
+    let mut keys_t = vec![0f32; d * n];
+    let mut values = vec![0f32; n * d];
+    for head in 0..heads {
+        for j in 0..n {
+            let row = &qkv[(start + j) * 3 * h..][..3 * h];
+            for (t, &k) in row[h + head * d..][..d].iter().enumerate() {
+                keys_t[t * n + j] = k;
+            }
+            values[j * d..][..d].copy_from_slice(&row[2 * h + head * d..][..d]);
+        }
+        for i in 0..n {
+            let q = &qkv[(start + i) * 3 * h + head * d..][..d];
+            scores.fill(0.0);
+            for (&qt, kt) in q.iter().zip(keys_t.chunks_exact(n)) {
+                let qt = qt * scale;
+                for (s, &k) in scores.iter_mut().zip(kt) {
+                    *s += qt * k;
+                }
+            }
+            let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0f32;
+            for s in &mut scores {
+                *s = (*s - max).exp();
+                sum += *s;
+            }
+            let o = &mut piece[i * h + head * d..][..d];
+            o.fill(0.0);
+            for (&p, v) in scores.iter().zip(values.chunks_exact(d)) {
+                for (a, &vv) in o.iter_mut().zip(v) {
+                    *a += p * vv;
+                }
+            }
+            let inv = 1.0 / sum;
+            for a in o.iter_mut() {
+                *a *= inv;
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn attend_avx512(qkv: &[f32], start: usize, n: usize, piece: &mut [f32], h: usize, heads: usize, scale: f32) {
+    attend_body(qkv, start, n, piece, h, heads, scale);
+}
+
+/// [`attend_body`], compiled for AVX-512 where the CPU has it.
+fn attend(qkv: &[f32], start: usize, n: usize, piece: &mut [f32], h: usize, heads: usize, scale: f32) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::sgemm::available() {
+        // SAFETY: the CPU has AVX-512F (checked above).
+        unsafe { attend_avx512(qkv, start, n, piece, h, heads, scale) };
+        return;
+    }
+    attend_body(qkv, start, n, piece, h, heads, scale);
+}
+
 /// erf for f32 as Eigen computes it: the input clamped to [-4, 4] (erf is ±1 in f32 beyond),
 /// then an odd rational polynomial. Branch-free, so a slice of it vectorizes.
-#[inline]
+#[inline(always)]
 fn erf_f32(x: f32) -> f32 {
     let x = x.clamp(-4.0, 4.0);
     let x2 = x * x;
@@ -569,10 +620,28 @@ fn erf_f32(x: f32) -> f32 {
 }
 
 /// BERT's exact GELU, `x/2 · (1 + erf(x/√2))`, in place (vectorizes).
-fn gelu_erf_in_place(xs: &mut [f32]) {
+#[inline(always)]
+fn gelu_erf_body(xs: &mut [f32]) {
     for x in xs {
         *x = 0.5 * *x * (1.0 + erf_f32(*x * std::f32::consts::FRAC_1_SQRT_2));
     }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn gelu_erf_avx512(xs: &mut [f32]) {
+    gelu_erf_body(xs);
+}
+
+/// [`gelu_erf_body`], compiled for AVX-512 where the CPU has it.
+fn gelu_erf_in_place(xs: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::sgemm::available() {
+        // SAFETY: the CPU has AVX-512F (checked above).
+        unsafe { gelu_erf_avx512(xs) };
+        return;
+    }
+    gelu_erf_body(xs);
 }
 
 /// The exact (erf-based) GELU of BERT's `gelu` as a candle op.

@@ -103,29 +103,47 @@ impl PackedLinear {
     #[target_feature(enable = "avx512f")]
     unsafe fn block_avx512(&self, a: &[f32], rows: usize, c: &mut [f32]) {
         let n_panels = self.n.div_ceil(NR);
+        let groups = rows.div_ceil(MR);
+        // The activations of one k block, repacked so that each group of MR rows reads as one
+        // stream: `packed[(g * kc + kk) * MR + r] = a[g * MR + r][kb + kk]` (zeros past the end).
+        let mut packed = vec![0f32; groups * KC * MR];
         let mut kb = 0;
         while kb < self.k {
             let kc = KC.min(self.k - kb);
+            for g in 0..groups {
+                let dst = &mut packed[g * kc * MR..][..kc * MR];
+                for r in 0..MR {
+                    let row = g * MR + r;
+                    if row < rows {
+                        for (kk, &v) in a[row * self.k + kb..][..kc].iter().enumerate() {
+                            dst[kk * MR + r] = v;
+                        }
+                    } else {
+                        for kk in 0..kc {
+                            dst[kk * MR + r] = 0.0;
+                        }
+                    }
+                }
+            }
             for p in 0..n_panels {
                 let cols = NR.min(self.n - p * NR);
                 let b = self.panels.as_ptr().add(p * self.k * NR + kb * NR);
                 let bias = (kb == 0).then(|| self.bias.as_ptr().add(p * NR));
-                let mut r = 0;
-                while r < rows {
+                for g in 0..groups {
+                    let r = g * MR;
                     let mr = MR.min(rows - r);
-                    let ap = a.as_ptr().add(r * self.k + kb);
+                    let ap = packed.as_ptr().add(g * kc * MR);
                     let cp = c.as_mut_ptr().add(r * self.n + p * NR);
                     match mr {
-                        8 => kernel::<8>(ap, self.k, b, kc, cp, self.n, cols, bias),
-                        7 => kernel::<7>(ap, self.k, b, kc, cp, self.n, cols, bias),
-                        6 => kernel::<6>(ap, self.k, b, kc, cp, self.n, cols, bias),
-                        5 => kernel::<5>(ap, self.k, b, kc, cp, self.n, cols, bias),
-                        4 => kernel::<4>(ap, self.k, b, kc, cp, self.n, cols, bias),
-                        3 => kernel::<3>(ap, self.k, b, kc, cp, self.n, cols, bias),
-                        2 => kernel::<2>(ap, self.k, b, kc, cp, self.n, cols, bias),
-                        _ => kernel::<1>(ap, self.k, b, kc, cp, self.n, cols, bias),
+                        8 => kernel::<8>(ap, b, kc, cp, self.n, cols, bias),
+                        7 => kernel::<7>(ap, b, kc, cp, self.n, cols, bias),
+                        6 => kernel::<6>(ap, b, kc, cp, self.n, cols, bias),
+                        5 => kernel::<5>(ap, b, kc, cp, self.n, cols, bias),
+                        4 => kernel::<4>(ap, b, kc, cp, self.n, cols, bias),
+                        3 => kernel::<3>(ap, b, kc, cp, self.n, cols, bias),
+                        2 => kernel::<2>(ap, b, kc, cp, self.n, cols, bias),
+                        _ => kernel::<1>(ap, b, kc, cp, self.n, cols, bias),
                     }
-                    r += mr;
                 }
             }
             kb += kc;
@@ -133,15 +151,14 @@ impl PackedLinear {
     }
 }
 
-/// `R` rows × 32 columns of C += A[R, kc] · B[kc, 32] (B packed, A with row stride `lda`);
-/// with `bias`, C starts from the bias instead of its contents. Only the first `cols`
-/// columns of C are read or written.
+/// `R` rows × 32 columns of C += A[R, kc] · B[kc, 32] (both packed: A as `kc` groups of `MR`
+/// values, B as `kc` rows of 32); with `bias`, C starts from the bias instead of its
+/// contents. Only the first `cols` columns of C are read or written.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn kernel<const R: usize>(
     a: *const f32,
-    lda: usize,
     b: *const f32,
     kc: usize,
     c: *mut f32,
@@ -182,7 +199,7 @@ unsafe fn kernel<const R: usize>(
         let b0 = _mm512_loadu_ps(b.add(kk * NR));
         let b1 = _mm512_loadu_ps(b.add(kk * NR + 16));
         for (r, row) in acc.iter_mut().enumerate() {
-            let av = _mm512_set1_ps(*a.add(r * lda + kk));
+            let av = _mm512_set1_ps(*a.add(kk * MR + r));
             row[0] = _mm512_fmadd_ps(av, b0, row[0]);
             row[1] = _mm512_fmadd_ps(av, b1, row[1]);
         }
