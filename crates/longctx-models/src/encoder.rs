@@ -541,45 +541,67 @@ impl Encoder {
 /// itself, into `piece` (`[n, H]`).
 #[inline(always)]
 fn attend_body(qkv: &[f32], start: usize, n: usize, piece: &mut [f32], h: usize, heads: usize, scale: f32) {
+    const L: usize = 16;
     let d = h / heads;
-    let mut scores = vec![0f32; n];
-    // Keys transposed (`[d, n]`), so that one query's scores are a vectorized sum of
-    // rows; values as rows (`[n, d]`).
-    let mut keys_t = vec![0f32; d * n];
+    // Keys transposed and padded to whole lanes (`[d, np]`), so that 16 scores at a time
+    // accumulate in registers; values as rows (`[n, d]`).
+    let np = n.div_ceil(L) * L;
+    let mut scores = vec![0f32; np];
+    let mut keys_t = vec![0f32; d * np];
     let mut values = vec![0f32; n * d];
     for head in 0..heads {
         for j in 0..n {
             let row = &qkv[(start + j) * 3 * h..][..3 * h];
             for (t, &k) in row[h + head * d..][..d].iter().enumerate() {
-                keys_t[t * n + j] = k;
+                keys_t[t * np + j] = k;
             }
             values[j * d..][..d].copy_from_slice(&row[2 * h + head * d..][..d]);
         }
         for i in 0..n {
             let q = &qkv[(start + i) * 3 * h + head * d..][..d];
-            scores.fill(0.0);
-            for (&qt, kt) in q.iter().zip(keys_t.chunks_exact(n)) {
-                let qt = qt * scale;
-                for (s, &k) in scores.iter_mut().zip(kt) {
-                    *s += qt * k;
+            for j0 in (0..np).step_by(L) {
+                let mut acc = [0f32; L];
+                for (t, &qt) in q.iter().enumerate() {
+                    let kt: &[f32; L] = keys_t[t * np + j0..][..L].try_into().expect("a lane of keys");
+                    for l in 0..L {
+                        acc[l] += qt * kt[l];
+                    }
+                }
+                for l in 0..L {
+                    scores[j0 + l] = acc[l] * scale;
                 }
             }
-            let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let live = &mut scores[..n];
+            let max = live.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let mut sum = 0f32;
-            for s in &mut scores {
+            for s in live.iter_mut() {
                 *s = (*s - max).exp();
                 sum += *s;
             }
-            let o = &mut piece[i * h + head * d..][..d];
-            o.fill(0.0);
-            for (&p, v) in scores.iter().zip(values.chunks_exact(d)) {
-                for (a, &vv) in o.iter_mut().zip(v) {
-                    *a += p * vv;
-                }
-            }
             let inv = 1.0 / sum;
-            for a in o.iter_mut() {
-                *a *= inv;
+            let o = &mut piece[i * h + head * d..][..d];
+            let mut c0 = 0;
+            while c0 < d {
+                let w = L.min(d - c0);
+                let mut acc = [0f32; L];
+                if w == L {
+                    for (&p, v) in live.iter().zip(values.chunks_exact(d)) {
+                        let v: &[f32; L] = v[c0..c0 + L].try_into().expect("a lane of values");
+                        for l in 0..L {
+                            acc[l] += p * v[l];
+                        }
+                    }
+                } else {
+                    for (&p, v) in live.iter().zip(values.chunks_exact(d)) {
+                        for l in 0..w {
+                            acc[l] += p * v[c0 + l];
+                        }
+                    }
+                }
+                for l in 0..w {
+                    o[c0 + l] = acc[l] * inv;
+                }
+                c0 += w;
             }
         }
     }

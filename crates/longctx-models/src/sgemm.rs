@@ -3,14 +3,14 @@
 //!
 //! The weights `[n, k]` are stored as panels of 32 output columns, each `k × 32` contiguous,
 //! so that the 8 × 32 micro-kernel streams one panel while broadcasting 8 activation rows:
-//! 16 accumulators of 16 lanes. Blocks of 256 along `k` keep a panel piece in L1; blocks of
+//! 16 accumulators of 16 lanes. Blocks of 384 along `k` keep a panel piece in L1; blocks of
 //! 192 activation rows keep them in L2 and are the unit of work of the thread pool.
 
 use rayon::prelude::*;
 
 const NR: usize = 32;
 const MR: usize = 8;
-const KC: usize = 256;
+const KC: usize = 384;
 const MC: usize = 192;
 
 /// A weight matrix `[n, k]` (PyTorch's Linear layout) packed for [`PackedLinear::forward`].
