@@ -2,7 +2,8 @@
 //! encoders' dense layers on CPUs with AVX-512 (other CPUs and devices use candle's matmul).
 //!
 //! The weights `[n, k]` are stored as panels of 32 output columns, each `k × 32` contiguous,
-//! so that the 8 × 32 micro-kernel streams one panel while broadcasting 8 activation rows:
+//! so that the 8 × 32 micro-kernel streams one panel while broadcasting 8 activation rows
+//! (repacked per `k` block into one stream):
 //! 16 accumulators of 16 lanes. Blocks of 384 along `k` keep a panel piece in L1; blocks of
 //! 192 activation rows keep them in L2 and are the unit of work of the thread pool.
 
