@@ -141,6 +141,15 @@ pub struct Encoder {
     packed: Option<Vec<PackedLayer>>,
 }
 
+/// Buffers of the CPU fast path, reused from layer to layer.
+#[derive(Default)]
+struct Scratch {
+    qkv: Vec<f32>,
+    ctx: Vec<f32>,
+    a: Vec<f32>,
+    inter: Vec<f32>,
+}
+
 /// A layer with its weights packed for [`PackedLinear`] and its norms as plain vectors.
 #[derive(Debug)]
 struct PackedLayer {
@@ -389,8 +398,9 @@ impl Encoder {
         let mut x = self.emb_norm.forward(&x)?;
         if let Some(packed) = &self.packed {
             let mut v: Vec<f32> = x.flatten_all()?.to_vec1()?;
+            let mut scratch = Scratch::default();
             for layer in packed {
-                v = self.packed_layer(layer, v, &lens);
+                self.packed_layer(layer, &mut v, &lens, &mut scratch);
             }
             return Ok(Tensor::from_vec(v, (total, h), &self.device)?);
         }
@@ -401,33 +411,33 @@ impl Encoder {
     }
 
     /// One layer on the CPU fast path: packed products, fused GELU and norms on plain rows.
-    fn packed_layer(&self, layer: &PackedLayer, x: Vec<f32>, lens: &[usize]) -> Vec<f32> {
+    fn packed_layer(&self, layer: &PackedLayer, x: &mut Vec<f32>, lens: &[usize], s: &mut Scratch) {
         let total: usize = lens.iter().sum();
         let h = self.config.hidden_size;
         let eps = self.config.layer_norm_eps as f32;
-        let qkv = layer.qkv.forward(&x, total);
-        let ctx = self.attention_rows(&qkv, lens);
-        let mut a = layer.attn_out.forward(&ctx, total);
-        add_norm_rows(&mut a, &x, h, &layer.attn_norm, eps);
-        let mut inter = layer.intermediate.forward(&a, total);
+        layer.qkv.forward_into(x, total, &mut s.qkv);
+        self.attention_into(&s.qkv, lens, &mut s.ctx);
+        layer.attn_out.forward_into(&s.ctx, total, &mut s.a);
+        add_norm_rows(&mut s.a, x, h, &layer.attn_norm, eps);
+        layer.intermediate.forward_into(&s.a, total, &mut s.inter);
         match self.config.hidden_act.as_str() {
-            "gelu" => gelu_erf_in_place(&mut inter),
+            "gelu" => gelu_erf_in_place(&mut s.inter),
             "gelu_new" => {
-                for v in &mut inter {
+                for v in &mut s.inter {
                     *v = 0.5
                         * *v
                         * (1.0 + ((2.0 / std::f32::consts::PI).sqrt() * (*v + 0.044_715 * *v * *v * *v)).tanh());
                 }
             }
             _ => {
-                for v in &mut inter {
+                for v in &mut s.inter {
                     *v = v.max(0.0);
                 }
             }
         }
-        let mut out = layer.output.forward(&inter, total);
-        add_norm_rows(&mut out, &a, h, &layer.out_norm, eps);
-        out
+        // The layer's input is no longer needed: its output takes its place.
+        layer.output.forward_into(&s.inter, total, x);
+        add_norm_rows(x, &s.a, h, &layer.out_norm, eps);
     }
 
     fn layer(&self, layer: &Layer, x: &Tensor, lens: &[usize]) -> Result<Tensor, ModelError> {
@@ -453,11 +463,18 @@ impl Encoder {
 
     /// [`Self::attention`] on plain rows: `qkv` is `[T, 3H]`, the result `[T, H]`.
     fn attention_rows(&self, qkv: &[f32], lens: &[usize]) -> Vec<f32> {
+        let mut out = Vec::new();
+        self.attention_into(qkv, lens, &mut out);
+        out
+    }
+
+    /// [`Self::attention_rows`] into `out` (resized; every element is written).
+    fn attention_into(&self, qkv: &[f32], lens: &[usize], out: &mut Vec<f32>) {
         let h = self.config.hidden_size;
         let heads = self.config.num_attention_heads;
         let d = h / heads;
         let total: usize = lens.iter().sum();
-        let mut out = vec![0f32; total * h];
+        out.resize(total * h, 0.0);
         let scale = 1.0 / (d as f32).sqrt();
         // Split the output by sequence, then compute each (sequence, head) pair independently.
         let mut pieces: Vec<(usize, &mut [f32])> = Vec::with_capacity(lens.len());
@@ -472,7 +489,6 @@ impl Encoder {
         pieces.into_par_iter().zip(lens.par_iter()).for_each(|((start, piece), &n)| {
             attend(qkv, start, n, piece, h, heads, scale);
         });
-        out
     }
 
     /// Per-token class logits of a token classifier: `[total tokens, labels]`, packed.
@@ -575,7 +591,7 @@ fn attend_body(qkv: &[f32], start: usize, n: usize, piece: &mut [f32], h: usize,
             let max = live.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let mut sum = 0f32;
             for s in live.iter_mut() {
-                *s = (*s - max).exp();
+                *s = exp_f32(*s - max);
                 sum += *s;
             }
             let inv = 1.0 / sum;
@@ -622,6 +638,25 @@ fn attend(qkv: &[f32], start: usize, n: usize, piece: &mut [f32], h: usize, head
         return;
     }
     attend_body(qkv, start, n, piece, h, heads, scale);
+}
+
+/// e^x for x ≤ 0 (softmax after subtracting the maximum) as Cephes' `expf` computes it
+/// (range reduction by ln 2, degree-5 polynomial, within 2 ulp); branch-free, so a loop of it
+/// vectorizes. Inputs below -87.3 give 2^-126 instead of a denormal or 0.
+#[inline(always)]
+fn exp_f32(x: f32) -> f32 {
+    let x = x.clamp(-87.336_54, 0.0);
+    let n = (x * std::f32::consts::LOG2_E + 0.5).floor();
+    let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
+    let r2 = r * r;
+    let mut p = 1.987_569_1e-4_f32;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 0.166_666_65;
+    p = p * r + 0.5;
+    let y = p * r2 + r + 1.0;
+    y * f32::from_bits(((n as i32 + 127) as u32) << 23)
 }
 
 /// erf for f32 as Eigen computes it: the input clamped to [-4, 4] (erf is ±1 in f32 beyond),
@@ -705,6 +740,18 @@ pub fn unpack(packed: &Tensor, lens: &[usize]) -> Result<Vec<Tensor>, ModelError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exp_is_within_two_ulp() {
+        let mut worst = 0f32;
+        for i in 0..=200_000 {
+            let x = -87.0 + i as f32 * 4.35e-4;
+            let (want, got) = (x.exp(), exp_f32(x));
+            worst = worst.max(((got - want) / want).abs());
+        }
+        assert!(worst < 2.5e-7, "max relative error {worst:e}");
+        assert!(exp_f32(-1000.0) < 1e-37);
+    }
 
     #[test]
     fn gelu_matches_candle_erf_gelu() {

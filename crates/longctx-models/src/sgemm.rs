@@ -62,17 +62,24 @@ impl PackedLinear {
 
     /// `x · Wᵀ + b` for `m` rows of `x` (`[m, k]`, row-major): `[m, n]`.
     pub fn forward(&self, x: &[f32], m: usize) -> Vec<f32> {
+        let mut out = Vec::new();
+        self.forward_into(x, m, &mut out);
+        out
+    }
+
+    /// [`Self::forward`] into `out`, resized to `[m, n]`; a buffer reused at the same size is
+    /// neither zeroed nor reallocated.
+    pub fn forward_into(&self, x: &[f32], m: usize, out: &mut Vec<f32>) {
         assert_eq!(x.len(), m * self.k, "input size");
-        let mut out = vec![0f32; m * self.n];
+        out.resize(m * self.n, 0.0);
         if m == 0 || self.n == 0 {
-            return out;
+            return;
         }
         out.par_chunks_mut(MC * self.n).enumerate().for_each(|(block, c)| {
             let rows = c.len() / self.n;
             let a = &x[block * MC * self.k..][..rows * self.k];
             self.block(a, rows, c);
         });
-        out
     }
 
     /// One block of at most `MC` rows.
