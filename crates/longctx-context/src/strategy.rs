@@ -375,4 +375,32 @@ mod tests {
         rag.query = Query::InputOr("aaa".into());
         assert_eq!(rag.query.of(&sample("", "")), "aaa");
     }
+
+    /// Scores a passage by its number of 'c's, at 5 prompt tokens per call.
+    struct ByC;
+    impl Reranker for ByC {
+        fn rerank(&self, _query: &str, candidates: &[&str]) -> Result<longctx_core::Scores, CallError> {
+            Ok(longctx_core::Scores {
+                scores: candidates.iter().map(|c| c.chars().filter(|&x| x == 'c').count() as f32).collect(),
+                usage: Usage { prompt_tokens: 5, ..Usage::default() },
+            })
+        }
+    }
+
+    #[test]
+    fn a_reranker_reorders_the_candidates_it_sees() {
+        let context = format!("{}{}{}", "b".repeat(10), "a".repeat(10), "c".repeat(10));
+        let s = sample(&context, "aaaa");
+        let mut rag = Rag::naive(Arc::new(Letters), 1);
+        rag.chunking.size = 10;
+        // Embedding order is 1 ('a'), then 0 and 2 tied (lower id first); the reranker puts 2 first.
+        rag.reranker = Some((Arc::new(ByC), 3));
+        let a = rag.apply(&s, TEMPLATE, &Chars, 1000).unwrap();
+        assert_eq!(a.kept_chunks.as_deref(), Some(&[2][..]));
+        assert_eq!(a.usage.prompt_tokens, 7 + 5);
+        assert_eq!(rag.name(), "rag-rerank-k1");
+        // Seeing only the best candidate, the reranker cannot bring chunk 2 forward.
+        rag.reranker = Some((Arc::new(ByC), 1));
+        assert_eq!(rag.apply(&s, TEMPLATE, &Chars, 1000).unwrap().kept_chunks.as_deref(), Some(&[1][..]));
+    }
 }

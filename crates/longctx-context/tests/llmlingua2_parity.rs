@@ -54,3 +54,38 @@ fn compressed_text_equals_llmlingua() {
     eprintln!("{} cases ({en} English, {zh} Chinese), {} failures", cases.len(), failures.len());
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+#[test]
+fn compress_strategy_puts_the_compressed_context_in_the_prompt() {
+    use std::sync::Arc;
+
+    use longctx_context::strategy::{Compress, ContextStrategy};
+    use longctx_core::Sample;
+    use longctx_models::tokenizer::HfTokenizer;
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let tokenizer = root.join("../../assets/xlmr/tokenizer.json");
+    let model = Arc::new(LlmLingua2::load(&root.join("tests/fixtures/llmlingua2_tiny"), Some(&tokenizer)).unwrap());
+    let context = "The committee met on Tuesday. It approved the budget for 2025 and adjourned at noon.\n\
+                   Members asked for a report on the new building before the next meeting.";
+    let sample = Sample {
+        id: "x".into(),
+        input: "What was approved?".into(),
+        context: context.into(),
+        answers: vec![],
+        all_classes: None,
+        length: 0,
+        language: "en".into(),
+        dataset: "t".into(),
+    };
+    let options = CompressOptions { rate: 0.5, force_tokens: vec!["\n".into()], ..CompressOptions::default() };
+    let strategy = Compress { compressor: Arc::clone(&model), options: options.clone() };
+    // The target model's tokenizer counts the prompt (here XLM-R's own, for the test).
+    let counter = HfTokenizer::from_file(&tokenizer).unwrap();
+    let applied = strategy.apply(&sample, "C: {context}\nQ: {input}", &counter, 10_000).unwrap();
+    let compressed = model.compress(context, &options).unwrap().compressed_prompt;
+    assert_eq!(applied.prompt, format!("C: {compressed}\nQ: What was approved?"));
+    assert!(applied.context_tokens_after < applied.context_tokens_before);
+    assert!(!applied.truncated);
+    assert_eq!(strategy.name(), "llmlingua2-0.5");
+}
