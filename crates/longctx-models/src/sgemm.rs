@@ -75,6 +75,13 @@ impl PackedLinear {
         if m == 0 || self.n == 0 {
             return;
         }
+        if self.k == 0 {
+            // No inputs: every row is the bias.
+            for row in out.chunks_exact_mut(self.n) {
+                row.copy_from_slice(&self.bias);
+            }
+            return;
+        }
         out.par_chunks_mut(MC * self.n).enumerate().for_each(|(block, c)| {
             let rows = c.len() / self.n;
             let a = &x[block * MC * self.k..][..rows * self.k];
@@ -244,7 +251,7 @@ mod tests {
             state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
             (state >> 8) as f32 / (1u32 << 24) as f32 - 0.5
         };
-        for (m, n, k) in [(1, 1, 1), (3, 8, 5), (9, 33, 300), (200, 64, 513), (17, 50, 20), (2, 2, 8)] {
+        for (m, n, k) in [(1, 1, 1), (2, 3, 0), (3, 8, 5), (9, 33, 300), (200, 64, 513), (17, 50, 20), (2, 2, 8)] {
             let w: Vec<f32> = (0..n * k).map(|_| rnd()).collect();
             let b: Vec<f32> = (0..n).map(|_| rnd()).collect();
             let x: Vec<f32> = (0..m * k).map(|_| rnd()).collect();
