@@ -66,21 +66,25 @@ fn count(tokenizer: &dyn Tokenizer, text: &str, special: bool) -> Result<usize, 
     Ok(tokenizer.encode(text, special)?.len())
 }
 
-/// Fills the template with `context` and applies the final middle cut.
+/// Fills the template with `context` and applies the final middle cut; `context_tokens_before`
+/// is the token count of the sample's own context (counted once per sample by the caller).
 fn finish(
     sample: &Sample,
     template: &str,
     tokenizer: &dyn Tokenizer,
     budget: usize,
     context: &str,
+    context_tokens_before: usize,
     usage: Usage,
 ) -> Result<Applied, Error> {
     let prompt = fill(template, sample, context)?;
     let t = truncate(&prompt, tokenizer, budget, Side::Middle)?;
+    let context_tokens_after =
+        if context == sample.context { context_tokens_before } else { count(tokenizer, context, false)? };
     Ok(Applied {
         prompt: t.text,
-        context_tokens_before: count(tokenizer, &sample.context, false)?,
-        context_tokens_after: count(tokenizer, context, false)?,
+        context_tokens_before,
+        context_tokens_after,
         prompt_tokens_before: t.tokens_before,
         prompt_tokens: t.tokens_after,
         truncated: t.truncated,
@@ -105,7 +109,8 @@ impl ContextStrategy for FullContext {
         tokenizer: &dyn Tokenizer,
         budget: usize,
     ) -> Result<Applied, Error> {
-        finish(sample, template, tokenizer, budget, &sample.context, Usage::default())
+        let before = count(tokenizer, &sample.context, false)?;
+        finish(sample, template, tokenizer, budget, &sample.context, before, Usage::default())
     }
 }
 
@@ -145,19 +150,20 @@ impl ContextStrategy for Truncate {
         if let Some(n) = self.max_context_tokens {
             room = room.min(n);
         }
+        let before = count(tokenizer, &sample.context, false)?;
+        // `truncate` counts special tokens; a context is counted without them here.
+        let specials = count(tokenizer, "", true)?;
         // Token boundaries can shift where the context meets the template: shrink until the
         // prompt fits (a few tokens at most).
         for _ in 0..4 {
-            // `truncate` counts special tokens; a context is counted without them here.
-            let specials = count(tokenizer, "", true)?;
             let cut = truncate(&sample.context, tokenizer, room + specials, self.side)?;
             let prompt_tokens = count(tokenizer, &fill(template, sample, &cut.text)?, true)?;
             if prompt_tokens <= budget || room == 0 {
-                return finish(sample, template, tokenizer, budget, &cut.text, Usage::default());
+                return finish(sample, template, tokenizer, budget, &cut.text, before, Usage::default());
             }
             room = room.saturating_sub(prompt_tokens - budget);
         }
-        finish(sample, template, tokenizer, budget, "", Usage::default())
+        finish(sample, template, tokenizer, budget, "", before, Usage::default())
     }
 }
 
@@ -231,10 +237,11 @@ impl Rag {
         if let Some((reranker, candidates)) = &self.reranker {
             r = r.rerank(&sample.context, query, reranker.as_ref(), *candidates)?;
         }
+        let before = count(tokenizer, &sample.context, false)?;
         ks.iter()
             .map(|&k| {
                 let sel = r.select(&sample.context, k, self.order, &self.separator);
-                let mut a = finish(sample, template, tokenizer, budget, &sel.text, r.usage)?;
+                let mut a = finish(sample, template, tokenizer, budget, &sel.text, before, r.usage)?;
                 a.n_chunks = Some(sel.n_chunks);
                 a.kept_chunks = Some(sel.ids);
                 Ok(a)
@@ -280,7 +287,8 @@ impl ContextStrategy for Compress {
         budget: usize,
     ) -> Result<Applied, Error> {
         let c = self.compressor.compress(&sample.context, &self.options)?;
-        finish(sample, template, tokenizer, budget, &c.compressed_prompt, Usage::default())
+        let before = count(tokenizer, &sample.context, false)?;
+        finish(sample, template, tokenizer, budget, &c.compressed_prompt, before, Usage::default())
     }
 }
 
