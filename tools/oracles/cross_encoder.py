@@ -56,6 +56,8 @@ from sentence_transformers import CrossEncoder  # noqa: E402
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, BertConfig, \
     BertForSequenceClassification  # noqa: E402
 
+from fixture_io import f16_random_weights, write_fixture  # noqa: E402
+
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 FIXTURES = os.path.join(ROOT, "crates", "longctx-context", "tests", "fixtures")
 MODEL_OUT = os.path.join(FIXTURES, "cross_encoder_tiny")
@@ -105,17 +107,7 @@ def weight_std(name, shape):
 def build_model():
     cfg = BertConfig(**CONFIG)
     model = BertForSequenceClassification(cfg).eval()
-    gen = torch.Generator().manual_seed(WEIGHT_SEED)
-    sd = model.state_dict()
-    new = {}
-    for name in sorted(sd):
-        t = sd[name]
-        draw = torch.randn(t.shape, generator=gen, dtype=torch.float32) * weight_std(name, t.shape)
-        if "LayerNorm" in name and name.endswith("weight"):
-            draw = draw + 1.0
-        new[name] = draw.to(torch.float16).to(torch.float32)  # exactly representable in f16
-    model.load_state_dict(new)
-    model = model.half()
+    model = f16_random_weights(model, WEIGHT_SEED, weight_std)
     if os.path.isdir(MODEL_OUT):
         shutil.rmtree(MODEL_OUT)
     os.makedirs(MODEL_OUT)
@@ -201,19 +193,6 @@ def build_cases(tok, data):
         ("zh_long_passage", mfz["input"], mfz["context"][:1500]),
     ]
     return cases
-
-
-def floats(v):
-    return [float(x) for x in np.asarray(v, dtype=np.float32)]
-
-
-def write(path, head, key, rows):
-    """JSON with one list element per line, so that the fixture diffs readably."""
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(json.dumps(head, ensure_ascii=False)[:-1] + f', "{key}": [\n')
-        f.write(",\n".join(json.dumps(r, ensure_ascii=False) for r in rows))
-        f.write("\n]}\n")
-    print(f"wrote {os.path.relpath(path, ROOT)} ({os.path.getsize(path)} bytes, {len(rows)} {key})")
 
 
 def versions():
@@ -310,7 +289,7 @@ def main():
         "data": "../shared/data/longbench/<dataset>.jsonl",
         "versions": versions(),
     }}
-    write(CASES_OUT, head, "cases", rows)
+    write_fixture(CASES_OUT, head, [("cases", rows)], ROOT)
 
 
 if __name__ == "__main__":

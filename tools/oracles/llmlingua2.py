@@ -74,6 +74,8 @@ import llmlingua  # noqa: E402
 import llmlingua.prompt_compressor as pcmod  # noqa: E402
 from llmlingua import PromptCompressor  # noqa: E402
 
+from fixture_io import f16_random_weights  # noqa: E402
+
 N_ADDED = 100  # PromptCompressor's default llmlingua2_config max_force_token
 CONFIG = dict(
     vocab_size=250002 + N_ADDED,
@@ -117,17 +119,7 @@ def weight_std(name, shape):
 def build_model():
     cfg = XLMRobertaConfig(**CONFIG)
     model = XLMRobertaForTokenClassification(cfg).eval()
-    gen = torch.Generator().manual_seed(WEIGHT_SEED)
-    sd = model.state_dict()
-    new = {}
-    for name in sorted(sd):
-        t = sd[name]
-        draw = torch.randn(t.shape, generator=gen, dtype=torch.float32) * weight_std(name, t.shape)
-        if "LayerNorm" in name and name.endswith("weight"):
-            draw = draw + 1.0
-        new[name] = draw.to(torch.float16).to(torch.float32)  # exactly representable in f16
-    model.load_state_dict(new)
-    model = model.half()
+    model = f16_random_weights(model, WEIGHT_SEED, weight_std)
     os.makedirs(MODEL_OUT, exist_ok=True)
     for fn in os.listdir(MODEL_OUT):
         os.remove(os.path.join(MODEL_OUT, fn))

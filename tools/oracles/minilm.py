@@ -30,6 +30,8 @@ import torch  # noqa: E402
 import transformers  # noqa: E402
 from sentence_transformers import SentenceTransformer  # noqa: E402
 
+from fixture_io import floats, write_fixture  # noqa: E402
+
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 MODEL = os.path.join(ROOT, "assets", "minilm")
 OUT = os.path.join(ROOT, "crates", "longctx-context", "tests", "fixtures")
@@ -91,19 +93,6 @@ def fed_ids(model, texts):
     return [[int(i) for i, m in zip(ids, mask) if m] for ids, mask in zip(tok["input_ids"], tok["attention_mask"])]
 
 
-def floats(v):
-    return [float(x) for x in np.asarray(v, dtype=np.float32)]
-
-
-def write(path, head, key, rows):
-    """JSON with one list element per line, so that the fixture diffs readably."""
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(json.dumps(head, ensure_ascii=False)[:-1] + f', "{key}": [\n')
-        f.write(",\n".join(json.dumps(r, ensure_ascii=False) for r in rows))
-        f.write("\n]}\n")
-    print(f"wrote {os.path.relpath(path, ROOT)} ({os.path.getsize(path)} bytes, {len(rows)} {key})")
-
-
 def embeddings_fixture(model, data):
     qasper = data["qasper"][0]["context"]
     cases = list(HAND_TEXTS)
@@ -131,7 +120,7 @@ def embeddings_fixture(model, data):
             "encode": "SentenceTransformer(assets/minilm, device='cpu').encode(texts, batch_size=8, "
                       "normalize_embeddings=True, convert_to_numpy=True)",
             "versions": versions()}
-    write(os.path.join(OUT, "minilm_embeddings.json"), head, "cases", rows)
+    write_fixture(os.path.join(OUT, "minilm_embeddings.json"), head, [("cases", rows)], ROOT)
 
 
 def rag_fixture(model, data):
@@ -169,7 +158,7 @@ def rag_fixture(model, data):
                       "normalize_embeddings=True); score = chunk_emb @ query_emb (float32); rank by "
                       "(-score, chunk id); margin = score[k-th] - score[(k+1)-th]",
             "versions": versions()}
-    write(os.path.join(OUT, "rag_topk.json"), head, "samples", rows)
+    write_fixture(os.path.join(OUT, "rag_topk.json"), head, [("samples", rows)], ROOT)
 
 
 def versions():

@@ -50,6 +50,8 @@ import tokenizers  # noqa: E402
 import transformers  # noqa: E402
 from transformers import PreTrainedTokenizerFast  # noqa: E402
 
+from fixture_io import write_fixture  # noqa: E402
+
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 OUT = os.path.join(ROOT, "crates", "longctx-context", "tests", "fixtures", "truncation.json")
 TOKENIZERS = [("llama3_1", os.path.join(ROOT, "assets", "tokenizers", "llama3_1", "tokenizer.json")),
@@ -107,19 +109,6 @@ def truncate(tok, text, budget, side):
                          skip_special_tokens=True)
     after = len(tok(out).input_ids)
     return before, after, before > budget, out
-
-
-def write(path, head, lists):
-    """JSON with one list element per line, so that the fixture diffs readably."""
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(json.dumps(head, ensure_ascii=False)[:-1])
-        for key, rows in lists:
-            f.write(f', "{key}": [\n')
-            f.write(",\n".join(json.dumps(r, ensure_ascii=False) for r in rows))
-            f.write("\n]")
-        f.write("}\n")
-    print(f"wrote {os.path.relpath(path, ROOT)} ({os.path.getsize(path)} bytes, "
-          + ", ".join(f"{len(rows)} {key}" for key, rows in lists) + ")")
 
 
 def main():
@@ -190,7 +179,7 @@ def main():
         "data": "../shared/data/longbench/<dataset>.jsonl",
         "versions": {"transformers": transformers.__version__, "tokenizers": tokenizers.__version__},
     }}
-    write(OUT, head, [("texts", texts), ("cases", cases)])
+    write_fixture(OUT, head, [("texts", texts), ("cases", cases)], ROOT)
 
 
 if __name__ == "__main__":
