@@ -131,3 +131,138 @@ impl Embedder for SentenceEmbedder {
         Ok(Embeddings { vectors, usage: Usage::default() })
     }
 }
+
+/// What the cache keeps of one text: its vector and its share of the call that computed it.
+#[derive(Debug, Clone)]
+struct Cached {
+    vector: Vec<f32>,
+    usage: Usage,
+}
+
+/// An [`Embedder`] decorator that remembers vectors by text, so that variants of one run
+/// (RAG at several k, with and without a reranker) embed each chunk once.
+///
+/// A cached text reports the usage it cost when it was computed (its share of that call, by
+/// length), so each variant's usage is what it would cost on its own; the run's actual
+/// spend on embeddings can be lower. The cache is emptied when it holds `capacity` texts.
+pub struct CachedEmbedder {
+    inner: std::sync::Arc<dyn Embedder>,
+    cache: std::sync::Mutex<std::collections::HashMap<String, Cached>>,
+    capacity: usize,
+}
+
+impl CachedEmbedder {
+    /// A cache of at most `capacity` texts over `inner`.
+    pub fn new(inner: std::sync::Arc<dyn Embedder>, capacity: usize) -> Self {
+        Self { inner, cache: std::sync::Mutex::default(), capacity: capacity.max(1) }
+    }
+
+    /// Texts in the cache.
+    pub fn len(&self) -> usize {
+        self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
+    }
+
+    /// Whether the cache is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn share(usage: &Usage, part: usize, whole: usize) -> Usage {
+    let f = if whole == 0 { 0.0 } else { part as f64 / whole as f64 };
+    Usage {
+        prompt_tokens: (usage.prompt_tokens as f64 * f).round() as u64,
+        completion_tokens: (usage.completion_tokens as f64 * f).round() as u64,
+        requests: 0,
+        cost_usd: usage.cost_usd * f,
+    }
+}
+
+impl Embedder for CachedEmbedder {
+    fn embed(&self, texts: &[&str]) -> Result<Embeddings, CallError> {
+        let lock = || self.cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut missing: Vec<&str> = {
+            let cache = lock();
+            texts.iter().copied().filter(|t| !cache.contains_key(*t)).collect()
+        };
+        missing.sort_unstable();
+        missing.dedup();
+        let mut out = Embeddings::default();
+        let mut fresh: std::collections::HashMap<&str, Cached> = std::collections::HashMap::new();
+        if !missing.is_empty() {
+            let computed = self.inner.embed(&missing)?;
+            if computed.vectors.len() != missing.len() {
+                return Err(CallError(format!(
+                    "the embedder returned {} vectors for {} texts",
+                    computed.vectors.len(),
+                    missing.len()
+                )));
+            }
+            let whole: usize = missing.iter().map(|t| t.len()).sum();
+            out.usage.requests = computed.usage.requests;
+            for (t, v) in missing.iter().zip(computed.vectors) {
+                fresh.insert(t, Cached { vector: v, usage: share(&computed.usage, t.len(), whole) });
+            }
+        }
+        let mut cache = lock();
+        for t in texts {
+            let c = match fresh.get(t) {
+                Some(c) => c.clone(),
+                None => cache.get(*t).cloned().ok_or_else(|| CallError("embedding cache lost a text".into()))?,
+            };
+            let requests = out.usage.requests;
+            out.usage += c.usage;
+            out.usage.requests = requests;
+            out.vectors.push(c.vector);
+        }
+        if cache.len() + fresh.len() > self.capacity {
+            cache.clear();
+        }
+        for (t, c) in fresh {
+            cache.insert(t.to_string(), c);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    /// Embeds a text as its length; counts the texts it is asked for.
+    struct Len(AtomicUsize);
+    impl Embedder for Len {
+        fn embed(&self, texts: &[&str]) -> Result<Embeddings, CallError> {
+            self.0.fetch_add(texts.len(), Ordering::SeqCst);
+            let tokens: usize = texts.iter().map(|t| t.len()).sum();
+            Ok(Embeddings {
+                vectors: texts.iter().map(|t| vec![t.len() as f32]).collect(),
+                usage: Usage {
+                    prompt_tokens: tokens as u64,
+                    completion_tokens: 0,
+                    requests: 1,
+                    cost_usd: tokens as f64,
+                },
+            })
+        }
+    }
+
+    #[test]
+    fn each_text_is_embedded_once_and_reports_its_own_cost() {
+        let inner = Arc::new(Len(AtomicUsize::new(0)));
+        let cached = CachedEmbedder::new(inner.clone(), 100);
+        let a = cached.embed(&["aa", "b", "aa"]).unwrap();
+        assert_eq!(a.vectors, vec![vec![2.0], vec![1.0], vec![2.0]]);
+        assert_eq!(inner.0.load(Ordering::SeqCst), 2);
+        assert_eq!((a.usage.requests, a.usage.cost_usd), (1, 5.0));
+        let b = cached.embed(&["b", "ccc"]).unwrap();
+        assert_eq!(b.vectors, vec![vec![1.0], vec![3.0]]);
+        assert_eq!(inner.0.load(Ordering::SeqCst), 3);
+        assert_eq!((b.usage.requests, b.usage.cost_usd, b.usage.prompt_tokens), (1, 4.0, 4));
+        let c = cached.embed(&["ccc"]).unwrap();
+        assert_eq!((c.usage.requests, c.usage.cost_usd), (0, 3.0));
+        assert_eq!(cached.len(), 3);
+    }
+}

@@ -4,8 +4,8 @@
 //! - [`chunk`]: split a context into retrieval chunks (200 characters by default).
 //! - [`embed`] and [`index`]: native sentence embedders and an exact inner-product index.
 //! - [`rag`]: naive RAG with a sweep of k served by one embedding pass; [`rerank`]: an LLM
-//!   judge or a cross-encoder for advanced RAG; [`openai`]: OpenAI-compatible embeddings and
-//!   chat clients with retries, usage and cost.
+//!   judge or a cross-encoder for advanced RAG (OpenAI-compatible embedders and chat models
+//!   live in `longctx-backends` and plug in through the traits of `longctx-core`).
 //! - [`llmlingua2`]: LLMLingua-2 compression, equal to the `llmlingua` package's output.
 //! - [`strategy`]: the strategies as experiment axes: a sample and a token budget in, the
 //!   prompt the model receives and what was done out.
@@ -21,7 +21,6 @@ pub mod chunk;
 pub mod embed;
 pub mod index;
 pub mod llmlingua2;
-pub mod openai;
 pub mod rag;
 pub mod rerank;
 pub mod strategy;

@@ -14,12 +14,14 @@
 //! assert_eq!(s.answers.len(), 1);
 //! ```
 
+mod backend;
 mod chat;
 mod prediction;
 mod retrieval;
 mod sample;
 mod tokenizer;
 
+pub use backend::{Backend, BackendError, Completion, FinishReason, GenerationRequest, PromptInput};
 pub use chat::ChatMessage;
 pub use prediction::Prediction;
 pub use retrieval::{CallError, ChatModel, ChatReply, Embedder, Embeddings, Reranker, Scores, Usage};

@@ -11,6 +11,7 @@ use longctx_core::ChatMessage;
 use minijinja::{Environment, Error, ErrorKind, Value};
 
 /// A compiled chat template with its special tokens.
+#[derive(Clone)]
 pub struct ChatTemplate {
     env: Environment<'static>,
     bos_token: String,

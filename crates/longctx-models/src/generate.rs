@@ -134,6 +134,19 @@ pub fn generate(
     device: &Device,
     decode: &dyn Fn(&[u32]) -> String,
 ) -> candle_core::Result<Generation> {
+    generate_with(model, prompt, params, device, decode, &mut |_| {})
+}
+
+/// [`generate`] that calls `on_token` with the tokens generated so far after each new one
+/// (for streaming); a final stop token is not passed on.
+pub fn generate_with(
+    model: &mut dyn CausalLm,
+    prompt: &[u32],
+    params: &GenerationParams,
+    device: &Device,
+    decode: &dyn Fn(&[u32]) -> String,
+    on_token: &mut dyn FnMut(&[u32]),
+) -> candle_core::Result<Generation> {
     assert!(!prompt.is_empty(), "a prompt needs at least one token");
     model.reset();
     model.reserve(prompt.len() + params.max_new_tokens);
@@ -160,6 +173,7 @@ pub fn generate(
             stop_reason = StopReason::StopToken;
             break;
         }
+        on_token(&tokens);
         // Stop strings need the text so far; without them it is decoded once at the end.
         if !params.stop_strings.is_empty() {
             text = decode(&tokens);

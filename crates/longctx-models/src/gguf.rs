@@ -457,6 +457,19 @@ pub fn gguf_tokenizer(file: &GgufFile) -> Result<HfTokenizer, ModelError> {
     Ok(HfTokenizer::from_tokenizer(inner))
 }
 
+/// The tokenizer and chat template of a GGUF file, without its weights (for counting tokens
+/// on the client side of an HTTP backend).
+pub fn load_gguf_tokenizer(path: &Path) -> Result<(HfTokenizer, Option<ChatTemplate>), ModelError> {
+    let file = GgufFile::open(path)?;
+    let beside = path.with_file_name("tokenizer.json");
+    let tokenizer = match gguf_tokenizer(&file) {
+        Ok(t) => t,
+        Err(_) if beside.is_file() => HfTokenizer::from_file(&beside)?,
+        Err(e) => return Err(e),
+    };
+    Ok((tokenizer, chat_template(&file)?))
+}
+
 /// The chat template of the metadata, with the BOS and EOS token texts.
 fn chat_template(file: &GgufFile) -> Result<Option<ChatTemplate>, ModelError> {
     let Some(source) = file.meta_str("tokenizer.chat_template") else { return Ok(None) };

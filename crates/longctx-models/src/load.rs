@@ -116,6 +116,20 @@ pub fn load_hf_dir(
     Ok(Loaded { model, tokenizer, chat_template: chat_template(dir)?, weight_bytes })
 }
 
+/// The tokenizer and chat template of a model directory (`tokenizer.json`,
+/// `tokenizer_config.json`) or GGUF file, without the weights.
+pub fn load_tokenizer(path: &Path) -> Result<(HfTokenizer, Option<ChatTemplate>), ModelError> {
+    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+        return crate::gguf::load_gguf_tokenizer(path);
+    }
+    let dir = resolve_model(&path.to_string_lossy())?;
+    let file = dir.join("tokenizer.json");
+    if !file.is_file() {
+        return Err(ModelError::Load(format!("{}: no tokenizer.json", dir.display())));
+    }
+    Ok((HfTokenizer::from_file(&file)?, chat_template(&dir)?))
+}
+
 /// Where a model comes from: a local directory, or a repository id on the Hugging Face hub
 /// (`org/name`, optionally `org/name@revision`), downloaded into the hub cache with hf-hub
 /// (honours `HF_HOME`, `HF_ENDPOINT`, `HF_TOKEN`). Returns the local directory.

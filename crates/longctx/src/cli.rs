@@ -15,6 +15,21 @@ pub(crate) struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
+    /// Run an experiment: every model × strategy × parameter on every dataset, written to
+    /// `runs/<experiment>/<variant>/<dataset>.jsonl` as each sample finishes; a rerun resumes.
+    ///
+    /// Ends with each variant's result.json (eval.py's) and a report (Markdown and HTML).
+    Run(RunArgs),
+    /// Print exactly what the model receives for one sample of an experiment (after the
+    /// strategy and the chat template), with its token counts.
+    Prompt(PromptArgs),
+    /// Write the report of a run directory: scores per dataset × variant, normalized to the
+    /// baseline, per length bucket, k sweep, tokens kept, cost per query; Markdown, HTML and
+    /// plots (PNG and SVG) in RUN_DIR/report/.
+    Report(ReportArgs),
+    /// Serve a local model over an OpenAI-compatible HTTP API (/v1/models,
+    /// /v1/chat/completions with streaming, /v1/completions, /v1/embeddings).
+    Serve(longctx_serve::ServeArgs),
     /// Score LongBench prediction files exactly as LongBench's eval.py does.
     ///
     /// DIR holds `<dataset>.jsonl` files with one `{"pred", "answers", "all_classes",
@@ -42,6 +57,59 @@ pub(crate) enum Command {
     /// Benchmarks (throughput of the native runtime).
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// The experiment file (TOML).
+    pub(crate) experiment: PathBuf,
+    /// Samples per dataset (the first ones; overrides the file's `limit`).
+    #[arg(long)]
+    pub(crate) limit: Option<usize>,
+    /// When the run directory holds a run of a different configuration, start a new run in
+    /// `<name>-<config hash>` instead of refusing.
+    #[arg(long)]
+    pub(crate) force: bool,
+    /// Where run directories go (overrides the file's `output_dir`).
+    #[arg(long)]
+    pub(crate) output_dir: Option<PathBuf>,
+    /// Stop before the run's cost would exceed this many US dollars (overrides the file's
+    /// `budget_usd`).
+    #[arg(long)]
+    pub(crate) budget_usd: Option<f64>,
+    /// Do not write the report at the end.
+    #[arg(long)]
+    pub(crate) no_report: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PromptArgs {
+    /// The experiment file (TOML).
+    pub(crate) experiment: PathBuf,
+    /// The variant (as `longctx run` names it, e.g. `rag-k20`).
+    #[arg(long)]
+    pub(crate) variant: String,
+    /// The dataset.
+    #[arg(long)]
+    pub(crate) dataset: String,
+    /// The sample's index in the dataset file (0-based).
+    #[arg(long)]
+    pub(crate) index: usize,
+    /// Print a JSON object (`text`, `messages`, token counts, what the strategy did).
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ReportArgs {
+    /// The run directory (`runs/<experiment>`).
+    pub(crate) run_dir: PathBuf,
+    /// Where to write (default RUN_DIR/report).
+    #[arg(long)]
+    pub(crate) out: Option<PathBuf>,
+    /// The variant others are normalized to (default: the experiment's baseline).
+    #[arg(long)]
+    pub(crate) baseline: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -162,6 +230,9 @@ pub(crate) enum BenchCommand {
     Generate(BenchGenerateArgs),
     /// Sentence-embedding throughput (chunks/s) of the native encoder.
     Embed(BenchEmbedArgs),
+    /// Load test of an OpenAI-compatible server (e.g. `longctx serve`): requests/s and
+    /// p50/p99 latency at several numbers of concurrent clients.
+    Serve(longctx_serve::LoadTestArgs),
 }
 
 #[derive(Debug, Args)]

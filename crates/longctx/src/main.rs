@@ -2,6 +2,9 @@
 
 mod cli;
 mod commands;
+mod experiment;
+mod plan;
+mod store;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -18,6 +21,10 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
+        cli::Command::Run(args) => commands::run::run(&args),
+        cli::Command::Prompt(args) => commands::prompt::run(&args),
+        cli::Command::Report(args) => commands::report::run(&args),
+        cli::Command::Serve(args) => longctx_serve::run(&args).map_err(anyhow::Error::from),
         cli::Command::Score(args) => commands::score::run(&args),
         cli::Command::Datasets(args) => commands::datasets::run(&args),
         cli::Command::Perplexity(args) => commands::perplexity::run(&args),
@@ -27,6 +34,7 @@ fn main() -> ExitCode {
         cli::Command::Compress(args) => commands::retrieval::compress(&args),
         cli::Command::Bench(cli::BenchCommand::Generate(args)) => commands::bench::generate_bench(&args),
         cli::Command::Bench(cli::BenchCommand::Embed(args)) => commands::retrieval::bench_embed(&args),
+        cli::Command::Bench(cli::BenchCommand::Serve(args)) => commands::bench::serve_bench(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

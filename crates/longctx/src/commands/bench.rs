@@ -85,3 +85,10 @@ pub(crate) fn generate_bench(args: &BenchGenerateArgs) -> Result<()> {
     }
     Ok(())
 }
+
+/// `longctx bench serve`: a bounded load test of an OpenAI-compatible server.
+pub(crate) fn serve_bench(args: &longctx_serve::LoadTestArgs) -> Result<()> {
+    let report = longctx_serve::load_test(args)?;
+    writeln!(std::io::stdout().lock(), "{report}")?;
+    Ok(())
+}

@@ -5,5 +5,8 @@ pub(crate) mod datasets;
 pub(crate) mod generate;
 mod model;
 pub(crate) mod perplexity;
+pub(crate) mod prompt;
+pub(crate) mod report;
 pub(crate) mod retrieval;
+pub(crate) mod run;
 pub(crate) mod score;

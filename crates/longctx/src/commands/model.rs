@@ -2,10 +2,10 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use candle_core::{DType, Device};
-use longctx_models::gguf::load_gguf;
-use longctx_models::load::{load_hf_dir, resolve_model, Loaded};
+use longctx_backends::native::{load_model, NativeOptions};
+use longctx_models::load::Loaded;
 
 use crate::cli::Dtype;
 
@@ -21,18 +21,10 @@ impl Dtype {
 
 /// Loads a GGUF file, a Hugging Face model directory or a hub id with an optional `KIND:FACTOR` RoPE override.
 pub(crate) fn load(model: &Path, dtype: Dtype, rope_scaling: Option<&str>, device: &Device) -> Result<Loaded> {
-    if model.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
-        if dtype != Dtype::F32 {
-            bail!(
-                "{}: GGUF weights run quantized with f32 activations; --dtype applies to safetensors models",
-                model.display()
-            );
-        }
-        return load_gguf(model, device, rope_scaling).with_context(|| format!("loading {}", model.display()));
-    }
-    let dir = resolve_model(&model.to_string_lossy())?;
-    if !dir.is_dir() {
-        bail!("{}: not a model directory (expected config.json, *.safetensors and tokenizer.json)", dir.display());
-    }
-    load_hf_dir(&dir, dtype.candle(), device, rope_scaling).with_context(|| format!("loading {}", dir.display()))
+    let options = NativeOptions {
+        dtype: dtype.candle(),
+        rope_scaling: rope_scaling.map(str::to_string),
+        ..NativeOptions::default()
+    };
+    Ok(load_model(model, &options, device)?)
 }

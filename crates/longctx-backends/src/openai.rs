@@ -1,13 +1,20 @@
-//! OpenAI-compatible HTTP clients for retrieval: `/v1/embeddings` (e.g.
-//! text-embedding-3-small) and `/v1/chat/completions` (the LLM reranker's judge), with
-//! batching, retries with exponential backoff on 429/5xx/timeouts, and usage and cost.
+//! OpenAI-compatible HTTP clients: the generation backend (`/v1/chat/completions` and
+//! `/v1/completions`, as vLLM, llama.cpp's server, `longctx serve` and hosted APIs serve
+//! them), embeddings (`/v1/embeddings`, e.g. text-embedding-3-small) and a chat model for the
+//! LLM reranker; with retries with exponential backoff on 429/5xx/timeouts/dropped
+//! connections, a per-request timeout, and usage and cost.
 //!
 //! The API key is read from the environment variable the configuration names; it is sent
 //! in the `Authorization` header and never logged or stored elsewhere.
 
 use std::time::Duration;
 
-use longctx_core::{CallError, ChatMessage, ChatModel, ChatReply, Embedder, Embeddings, Usage};
+use std::time::Instant;
+
+use longctx_core::{
+    Backend, BackendError, CallError, ChatMessage, ChatModel, ChatReply, Completion, Embedder, Embeddings,
+    FinishReason, GenerationRequest, PromptInput, Usage,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -34,6 +41,8 @@ pub struct EndpointConfig {
     pub usd_per_m_input: f64,
     /// US dollars per million output tokens.
     pub usd_per_m_output: f64,
+    /// US dollars per request (e.g. a reranker call priced per call).
+    pub usd_per_request: f64,
     /// Texts per embeddings request.
     pub batch_size: usize,
 }
@@ -49,6 +58,7 @@ impl Default for EndpointConfig {
             backoff_s: 0.5,
             usd_per_m_input: 0.0,
             usd_per_m_output: 0.0,
+            usd_per_request: 0.0,
             batch_size: 256,
         }
     }
@@ -95,10 +105,11 @@ impl OpenAiClient {
         format!("{base}/v1/{path}")
     }
 
-    /// Cost of the given token counts at the configured prices.
-    pub fn cost(&self, prompt_tokens: u64, completion_tokens: u64) -> f64 {
+    /// Cost of the given token counts and requests at the configured prices.
+    pub fn cost(&self, prompt_tokens: u64, completion_tokens: u64, requests: u64) -> f64 {
         (prompt_tokens as f64 * self.config.usd_per_m_input + completion_tokens as f64 * self.config.usd_per_m_output)
             / 1e6
+            + requests as f64 * self.config.usd_per_request
     }
 
     /// POSTs `body` to `/v1/{path}`, retrying transient failures; returns the JSON answer and
@@ -114,18 +125,21 @@ impl OpenAiClient {
                 req = req.set("Authorization", &format!("Bearer {key}"));
             }
             let failure = match req.send_string(&body.to_string()) {
-                Ok(resp) => {
-                    let text =
-                        resp.into_string().map_err(|e| CallError(format!("{url}: reading the response: {e}")))?;
-                    return serde_json::from_str(&text)
-                        .map(|v| (v, u64::from(attempt)))
-                        .map_err(|e| CallError(format!("{url}: the response is not JSON ({e}): {text:.200}")));
-                }
+                // A connection dropped in the middle of the body is as transient as one
+                // dropped before the headers.
+                Ok(resp) => match resp.into_string() {
+                    Ok(text) => {
+                        return serde_json::from_str(&text)
+                            .map(|v| (v, u64::from(attempt)))
+                            .map_err(|e| CallError(format!("{url}: the response is not JSON ({e}): {text:.200}")));
+                    }
+                    Err(e) => format!("{url}: reading the response: {e}"),
+                },
                 Err(ureq::Error::Status(code, resp)) => {
                     let text = resp.into_string().unwrap_or_default();
                     let msg = format!("{url}: HTTP {code}: {text:.300}");
                     if code != 429 && code < 500 {
-                        return Err(CallError(msg));
+                        return Err(CallError(format!("{REJECTED}{msg}")));
                     }
                     msg
                 }
@@ -140,6 +154,9 @@ impl OpenAiClient {
         }
     }
 }
+
+/// Prefix of the messages of failures that retrying cannot cure (HTTP 4xx other than 429).
+const REJECTED: &str = "rejected: ";
 
 fn usage_of(v: &Value) -> (u64, u64) {
     let u = &v["usage"];
@@ -188,8 +205,12 @@ impl Embedder for OpenAiEmbedder {
             vectors.sort_by_key(|(i, _)| *i);
             out.vectors.extend(vectors.into_iter().map(|(_, v)| v));
             let (prompt, _) = usage_of(&v);
-            out.usage +=
-                Usage { prompt_tokens: prompt, completion_tokens: 0, requests, cost_usd: self.client.cost(prompt, 0) };
+            out.usage += Usage {
+                prompt_tokens: prompt,
+                completion_tokens: 0,
+                requests,
+                cost_usd: self.client.cost(prompt, 0, requests),
+            };
         }
         Ok(out)
     }
@@ -228,7 +249,110 @@ impl ChatModel for OpenAiChat {
                 prompt_tokens: prompt,
                 completion_tokens: completion,
                 requests,
-                cost_usd: self.client.cost(prompt, completion),
+                cost_usd: self.client.cost(prompt, completion, requests),
+            },
+        })
+    }
+}
+
+/// Which endpoint a generation request goes to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Endpoint {
+    /// Chat prompts to `/v1/chat/completions`, raw-text prompts to `/v1/completions` (what
+    /// LongBench does: few-shot and code datasets skip the chat template).
+    #[default]
+    Auto,
+    /// Everything to `/v1/chat/completions` (hosted chat-only APIs); raw text is sent as one
+    /// user message.
+    Chat,
+    /// Everything to `/v1/completions`; chat prompts must be rendered by the caller.
+    Completions,
+}
+
+/// A generation backend over an OpenAI-compatible server.
+#[derive(Debug)]
+pub struct OpenAiBackend {
+    client: OpenAiClient,
+    endpoint: Endpoint,
+    parallelism: usize,
+}
+
+impl OpenAiBackend {
+    /// A backend over the endpoint keeping up to `parallelism` requests in flight.
+    pub fn new(config: EndpointConfig, endpoint: Endpoint, parallelism: usize) -> Result<Self, Error> {
+        Ok(Self { client: OpenAiClient::new(config)?, endpoint, parallelism: parallelism.max(1) })
+    }
+}
+
+fn backend_error(e: CallError) -> BackendError {
+    match e.0.strip_prefix(REJECTED) {
+        Some(rest) => BackendError::Rejected(rest.to_string()),
+        None => BackendError::Failed(e.0),
+    }
+}
+
+impl Backend for OpenAiBackend {
+    fn describe(&self) -> String {
+        format!("openai:{}@{}", self.client.config.model, self.client.config.base_url)
+    }
+
+    fn parallelism(&self) -> usize {
+        self.parallelism
+    }
+
+    fn generate(&self, request: &GenerationRequest) -> Result<Completion, BackendError> {
+        let start = Instant::now();
+        let config = &self.client.config;
+        let mut body = json!({
+            "model": config.model,
+            "max_tokens": request.max_new_tokens,
+            "temperature": request.temperature,
+            "seed": request.seed,
+        });
+        if !request.stop.is_empty() {
+            body["stop"] = json!(request.stop);
+        }
+        let chat = match (&request.prompt, self.endpoint) {
+            (PromptInput::Chat(messages), Endpoint::Auto | Endpoint::Chat) => {
+                body["messages"] = json!(messages);
+                true
+            }
+            (PromptInput::Text(text), Endpoint::Chat) => {
+                body["messages"] = json!([ChatMessage::new("user", text.clone())]);
+                true
+            }
+            (PromptInput::Text(text), Endpoint::Auto | Endpoint::Completions) => {
+                body["prompt"] = json!(text);
+                false
+            }
+            (PromptInput::Chat(_), Endpoint::Completions) => {
+                return Err(BackendError::Rejected(
+                    "a chat prompt cannot go to /v1/completions; use endpoint = \"auto\" or \"chat\"".into(),
+                ))
+            }
+        };
+        let path = if chat { "chat/completions" } else { "completions" };
+        let (v, requests) = self.client.post(path, &body).map_err(backend_error)?;
+        let choice = &v["choices"][0];
+        let text = if chat { choice["message"]["content"].as_str() } else { choice["text"].as_str() };
+        let text = text
+            .ok_or_else(|| BackendError::Failed(format!("{path}: no generated text in the response: {v:.300}")))?
+            .to_string();
+        let finish_reason =
+            if choice["finish_reason"].as_str() == Some("length") { FinishReason::Length } else { FinishReason::Stop };
+        let (prompt, completion) = usage_of(&v);
+        Ok(Completion {
+            text,
+            prompt_tokens: prompt,
+            completion_tokens: completion,
+            latency_s: start.elapsed().as_secs_f64(),
+            finish_reason,
+            usage: Usage {
+                prompt_tokens: prompt,
+                completion_tokens: completion,
+                requests,
+                cost_usd: self.client.cost(prompt, completion, requests),
             },
         })
     }

@@ -7,7 +7,7 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use longctx_context::openai::{EndpointConfig, OpenAiChat, OpenAiEmbedder};
+use longctx_backends::openai::{EndpointConfig, OpenAiChat, OpenAiEmbedder};
 use longctx_context::rerank::LlmReranker;
 use longctx_core::{ChatMessage, ChatModel, Embedder, Reranker};
 use serde_json::{json, Value};
@@ -131,6 +131,7 @@ fn config(url: &str) -> EndpointConfig {
         backoff_s: 0.01,
         usd_per_m_input: 20.0,
         usd_per_m_output: 60.0,
+        usd_per_request: 0.25,
         batch_size: 2,
     }
 }
@@ -152,7 +153,8 @@ fn embeddings_retry_sort_normalize_and_cost() {
     // 2 batches; the first took 5 attempts (500, 429, dropped, timed out, answered).
     assert_eq!(e.usage.requests, 6);
     assert_eq!(e.usage.prompt_tokens, 2 + 1 + 2);
-    assert!((e.usage.cost_usd - 5.0 * 20.0 / 1e6).abs() < 1e-12);
+    // Every attempt is a request billed at $0.25.
+    assert!((e.usage.cost_usd - (5.0 * 20.0 / 1e6 + 6.0 * 0.25)).abs() < 1e-12);
     let log = server.log.lock().unwrap();
     assert_eq!(log.requests.len(), 6);
     assert!(log.requests.iter().all(|(p, auth, _)| p == "/v1/embeddings" && auth.as_deref() == Some("Bearer sk-test")));
@@ -195,7 +197,7 @@ fn llm_reranker_scores_through_chat_with_cost() {
     assert_eq!(s.scores, [1.0, 3.0, 0.0]);
     // Two requests (batches of 2), 100 + 10 tokens each.
     assert_eq!((s.usage.prompt_tokens, s.usage.completion_tokens, s.usage.requests), (200, 20, 2));
-    assert!((s.usage.cost_usd - (200.0 * 20.0 + 20.0 * 60.0) / 1e6).abs() < 1e-12);
+    assert!((s.usage.cost_usd - ((200.0 * 20.0 + 20.0 * 60.0) / 1e6 + 2.0 * 0.25)).abs() < 1e-12);
     let log = server.log.lock().unwrap();
     let last = &log.requests.last().unwrap().2;
     assert_eq!(last["model"], "judge");

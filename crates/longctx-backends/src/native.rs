@@ -1,0 +1,251 @@
+//! The native backend: a Llama-family model on the candle runtime (`longctx-models`), from a
+//! GGUF file, a Hugging Face model directory or a hub id.
+//!
+//! Chat prompts are rendered with the model's own chat template and tokenized without adding
+//! special tokens (the template carries them), as transformers' `apply_chat_template` does;
+//! raw text is tokenized with them. A prompt that does not fit the window together with the
+//! requested new tokens is rejected, never cut.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use candle_core::{DType, Device};
+use longctx_core::{Backend, BackendError, Completion, FinishReason, GenerationRequest, PromptInput, Tokenizer, Usage};
+use longctx_models::chat_template::ChatTemplate;
+use longctx_models::generate::{generate_with, GenerationParams, StopReason};
+use longctx_models::gguf::load_gguf;
+use longctx_models::llama::{CausalLm, Llama};
+use longctx_models::load::{load_hf_dir, resolve_model, Loaded};
+use longctx_models::rope::RopeScaling;
+use longctx_models::tokenizer::HfTokenizer;
+
+use crate::Error;
+
+/// How to load and run a native model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NativeOptions {
+    /// Weight dtype of safetensors models (GGUF weights run quantized with f32 activations).
+    pub dtype: DType,
+    /// RoPE override `KIND:FACTOR` (e.g. `linear:4`, `dynamic:4`, `yarn:4`).
+    pub rope_scaling: Option<String>,
+    /// The window; default: the model's `max_position_embeddings`, times the override's
+    /// factor when there is one.
+    pub context_window: Option<usize>,
+    /// Prompt tokens per prefill pass.
+    pub prefill_chunk: usize,
+}
+
+impl Default for NativeOptions {
+    fn default() -> Self {
+        Self { dtype: DType::F32, rope_scaling: None, context_window: None, prefill_chunk: 512 }
+    }
+}
+
+/// Loads a GGUF file, a model directory or a hub id on `device`.
+pub fn load_model(path: &Path, options: &NativeOptions, device: &Device) -> Result<Loaded, Error> {
+    let rope = options.rope_scaling.as_deref();
+    let what = |e: longctx_models::ModelError| Error::Load(format!("loading {}: {e}", path.display()));
+    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+        if options.dtype != DType::F32 {
+            return Err(Error::Load(format!(
+                "{}: GGUF weights run quantized with f32 activations; dtype applies to safetensors models",
+                path.display()
+            )));
+        }
+        return load_gguf(path, device, rope).map_err(what);
+    }
+    let dir = resolve_model(&path.to_string_lossy()).map_err(what)?;
+    if !dir.is_dir() {
+        return Err(Error::Load(format!(
+            "{}: not a model directory (expected config.json, *.safetensors and tokenizer.json)",
+            dir.display()
+        )));
+    }
+    load_hf_dir(&dir, options.dtype, device, rope).map_err(what)
+}
+
+fn scaling_factor(scaling: &RopeScaling) -> f64 {
+    match scaling {
+        RopeScaling::None => 1.0,
+        RopeScaling::Linear { factor }
+        | RopeScaling::DynamicNtk { factor }
+        | RopeScaling::Yarn { factor, .. }
+        | RopeScaling::Llama3 { factor, .. } => *factor,
+    }
+}
+
+/// A prompt as the model receives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedPrompt {
+    /// The text after the chat template (for raw prompts, the text itself).
+    pub text: String,
+    /// Its token ids (special tokens included).
+    pub ids: Vec<u32>,
+}
+
+/// Renders `prompt` with `template` and tokenizes it as the native backend and `longctx
+/// serve` do.
+pub fn render_prompt(
+    prompt: &PromptInput,
+    tokenizer: &dyn Tokenizer,
+    template: Option<&ChatTemplate>,
+) -> Result<RenderedPrompt, BackendError> {
+    let (text, add_special) = match prompt {
+        PromptInput::Chat(messages) => {
+            let template = template.ok_or_else(|| {
+                BackendError::Rejected("the model has no chat template; send raw text instead".into())
+            })?;
+            let text = template.render(messages, true).map_err(|e| BackendError::Rejected(e.to_string()))?;
+            (text, false)
+        }
+        PromptInput::Text(text) => (text.clone(), true),
+    };
+    let ids = tokenizer.encode(&text, add_special).map_err(|e| BackendError::Failed(e.to_string()))?;
+    if ids.is_empty() {
+        return Err(BackendError::Rejected("the prompt has no tokens".into()));
+    }
+    Ok(RenderedPrompt { text, ids })
+}
+
+/// The native backend. Requests are served one at a time (the model's KV cache is one).
+pub struct NativeBackend {
+    model: Mutex<Llama>,
+    tokenizer: HfTokenizer,
+    chat_template: Option<ChatTemplate>,
+    window: usize,
+    device: Device,
+    prefill_chunk: usize,
+    name: String,
+}
+
+impl std::fmt::Debug for NativeBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NativeBackend").field("name", &self.name).field("window", &self.window).finish_non_exhaustive()
+    }
+}
+
+impl NativeBackend {
+    /// Loads the model at `path` (GGUF file, model directory or hub id) on the CPU.
+    pub fn load(path: &Path, options: &NativeOptions) -> Result<Self, Error> {
+        let device = Device::Cpu;
+        let loaded = load_model(path, options, &device)?;
+        let rope = &loaded.model.config().rope;
+        let factor = if options.rope_scaling.is_some() { scaling_factor(&rope.scaling) } else { 1.0 };
+        let window = options.context_window.unwrap_or((rope.max_position_embeddings as f64 * factor).round() as usize);
+        let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+        Ok(Self {
+            model: Mutex::new(loaded.model),
+            tokenizer: loaded.tokenizer,
+            chat_template: loaded.chat_template,
+            window,
+            device,
+            prefill_chunk: options.prefill_chunk.max(1),
+            name,
+        })
+    }
+
+    /// The model's tokenizer.
+    pub fn tokenizer(&self) -> &HfTokenizer {
+        &self.tokenizer
+    }
+
+    /// The model's chat template, if it has one.
+    pub fn chat_template(&self) -> Option<&ChatTemplate> {
+        self.chat_template.as_ref()
+    }
+
+    /// Tokens the model can attend to (prompt plus generated).
+    pub fn window(&self) -> usize {
+        self.window
+    }
+
+    /// The model's name (its file or directory name).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The prompt as the model receives it.
+    pub fn render(&self, prompt: &PromptInput) -> Result<RenderedPrompt, BackendError> {
+        render_prompt(prompt, &self.tokenizer, self.chat_template.as_ref())
+    }
+
+    /// Checks that `prompt_tokens` plus `max_new_tokens` fit the window.
+    pub fn check_fits(&self, prompt_tokens: usize, max_new_tokens: usize) -> Result<(), BackendError> {
+        if prompt_tokens + max_new_tokens > self.window {
+            return Err(BackendError::PromptTooLong { prompt_tokens, max_new_tokens, window: self.window });
+        }
+        Ok(())
+    }
+
+    /// Generates for already rendered prompt ids, calling `on_text` with each new piece of
+    /// text as it is produced (pieces that end inside a UTF-8 character or could start a stop
+    /// string are held back until they are settled).
+    pub fn generate_ids(
+        &self,
+        ids: &[u32],
+        request: &GenerationRequest,
+        mut on_text: Option<&mut dyn FnMut(&str)>,
+    ) -> Result<Completion, BackendError> {
+        self.check_fits(ids.len(), request.max_new_tokens)?;
+        let start = Instant::now();
+        let params = GenerationParams {
+            max_new_tokens: request.max_new_tokens,
+            temperature: request.temperature,
+            seed: request.seed,
+            stop_strings: request.stop.clone(),
+            prefill_chunk: self.prefill_chunk,
+            ..GenerationParams::default()
+        };
+        let decode = |t: &[u32]| self.tokenizer.decode(t, true).unwrap_or_default();
+        let hold = request.stop.iter().map(String::len).max().unwrap_or(0);
+        let mut sent = 0usize;
+        let mut stream = |tokens: &[u32]| {
+            let Some(on_text) = on_text.as_mut() else { return };
+            let text = decode(tokens);
+            // Hold back an unfinished character and anything a stop string could begin with.
+            let mut end = text.trim_end_matches('\u{fffd}').len().saturating_sub(hold);
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            if end > sent {
+                on_text(&text[sent..end]);
+                sent = end;
+            }
+        };
+        let g = {
+            let mut model = self.model.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            generate_with(&mut *model, ids, &params, &self.device, &decode, &mut stream)
+                .map_err(|e| BackendError::Failed(format!("generation failed: {e}")))?
+        };
+        if let Some(on_text) = on_text {
+            if g.text.len() > sent && g.text.is_char_boundary(sent) {
+                on_text(&g.text[sent..]);
+            }
+        }
+        Ok(Completion {
+            text: g.text,
+            prompt_tokens: g.prompt_tokens as u64,
+            completion_tokens: g.completion_tokens as u64,
+            latency_s: start.elapsed().as_secs_f64(),
+            finish_reason: if g.stop_reason == StopReason::Length { FinishReason::Length } else { FinishReason::Stop },
+            usage: Usage {
+                prompt_tokens: g.prompt_tokens as u64,
+                completion_tokens: g.completion_tokens as u64,
+                requests: 1,
+                cost_usd: 0.0,
+            },
+        })
+    }
+}
+
+impl Backend for NativeBackend {
+    fn describe(&self) -> String {
+        format!("native:{}", self.name)
+    }
+
+    fn generate(&self, request: &GenerationRequest) -> Result<Completion, BackendError> {
+        let rendered = self.render(&request.prompt)?;
+        self.generate_ids(&rendered.ids, request, None)
+    }
+}

@@ -1,0 +1,750 @@
+//! The experiment file (TOML) and its expansion into variants.
+//!
+//! ```toml
+//! name = "quickstart"          # runs go to <output_dir>/<name>/
+//! output_dir = "runs"          # default "runs"
+//!
+//! [model]                      # or [[model]] several times (each needs a `name`)
+//! backend = "native"           # or "openai"
+//! path = "assets/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+//! max_prompt_tokens = 2000     # the budget every strategy fits the prompt to
+//! max_new_tokens = 64          # optional cap on LongBench's per-dataset generation lengths
+//!
+//! [benchmark]
+//! suite = "longbench"          # or "longbench-e"
+//! data_dir = "examples/data/longbench"   # default: THUDM/LongBench on the hub
+//! datasets = ["qasper", "trec"]          # default: every dataset of the suite
+//! limit = 3                    # samples per dataset (default: all)
+//!
+//! [[strategy]]
+//! kind = "full"
+//!
+//! [[strategy]]
+//! kind = "truncate"
+//! side = ["middle", "end"]     # list-valued parameters expand into variants
+//!
+//! [[strategy]]
+//! kind = "rag"
+//! k = [5, 20, 50]
+//! embedder = { kind = "native", path = "assets/minilm" }
+//!
+//! [report]
+//! baseline = "full"
+//!
+//! [pricing]
+//! budget_usd = 5.0
+//! [pricing.prices."gpt-4o-mini"]
+//! input = 0.15                 # USD per 1M input tokens
+//! output = 0.60                # USD per 1M output tokens
+//! per_request = 0.0            # USD per request (e.g. a reranker call)
+//! ```
+//!
+//! Unknown keys are errors. Relative paths are taken from the current directory.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use longctx_backends::openai::{Endpoint, EndpointConfig};
+use longctx_context::chunk::ChunkConfig;
+use longctx_context::rag::Order;
+use longctx_context::truncate::Side;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// One value or a list of values; lists expand into variants.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum OneOrMany<T> {
+    /// A single value.
+    One(T),
+    /// Several values.
+    Many(Vec<T>),
+}
+
+impl<T: Clone> OneOrMany<T> {
+    pub(crate) fn values(&self) -> Vec<T> {
+        match self {
+            OneOrMany::One(v) => vec![v.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// The experiment file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Experiment {
+    /// Name of the run directory.
+    pub(crate) name: String,
+    /// Where run directories go.
+    #[serde(default = "default_output_dir")]
+    pub(crate) output_dir: PathBuf,
+    /// The model(s).
+    pub(crate) model: OneOrMany<ModelConfig>,
+    /// The data.
+    pub(crate) benchmark: BenchmarkConfig,
+    /// The strategies.
+    #[serde(rename = "strategy")]
+    pub(crate) strategies: Vec<StrategyConfig>,
+    /// Report settings.
+    #[serde(default)]
+    pub(crate) report: ReportConfig,
+    /// Prices and budget.
+    #[serde(default)]
+    pub(crate) pricing: PricingConfig,
+}
+
+fn default_output_dir() -> PathBuf {
+    PathBuf::from("runs")
+}
+
+/// Which backend serves the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum BackendKind {
+    /// The candle runtime in this process.
+    Native,
+    /// An OpenAI-compatible server.
+    Openai,
+}
+
+/// A model and how to reach it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ModelConfig {
+    /// Name in variant names, reports and the price table (default: the file name or the
+    /// served model).
+    pub(crate) name: Option<String>,
+    /// `native` or `openai`.
+    pub(crate) backend: BackendKind,
+    /// Native: GGUF file, model directory or hub id.
+    pub(crate) path: Option<String>,
+    /// OpenAI: the tokenizer used to fit prompts to the budget (GGUF file, model directory
+    /// or hub id); it must be the served model's.
+    pub(crate) tokenizer: Option<String>,
+    /// OpenAI: base URL of the server.
+    pub(crate) base_url: Option<String>,
+    /// OpenAI: the served model's name.
+    pub(crate) model: Option<String>,
+    /// OpenAI: environment variable holding the API key (never written anywhere).
+    pub(crate) api_key_env: Option<String>,
+    /// OpenAI: `auto` (chat prompts to /v1/chat/completions, raw text to /v1/completions),
+    /// `chat` or `completions`.
+    #[serde(default)]
+    pub(crate) endpoint: Endpoint,
+    /// OpenAI: requests in flight.
+    pub(crate) concurrency: Option<usize>,
+    /// OpenAI: seconds before a request times out.
+    pub(crate) timeout_s: Option<f64>,
+    /// OpenAI: retries after the first attempt.
+    pub(crate) max_retries: Option<u32>,
+    /// OpenAI: first retry delay in seconds (doubled after each).
+    pub(crate) backoff_s: Option<f64>,
+    /// Native: `f32`, `f16` or `bf16` (safetensors models).
+    pub(crate) dtype: Option<String>,
+    /// Native: RoPE override `KIND:FACTOR`.
+    pub(crate) rope_scaling: Option<String>,
+    /// Native: the window (default: from the model's config).
+    pub(crate) context_window: Option<usize>,
+    /// Native: prompt tokens per prefill pass.
+    pub(crate) prefill_chunk: Option<usize>,
+    /// The prompt budget in tokens (LongBench's `model2maxlen`).
+    pub(crate) max_prompt_tokens: usize,
+    /// A cap on LongBench's generation length per dataset.
+    pub(crate) max_new_tokens: Option<usize>,
+    /// Sampling temperature (0: greedy, the default).
+    #[serde(default)]
+    pub(crate) temperature: f64,
+    /// Sampling seed.
+    #[serde(default)]
+    pub(crate) seed: u64,
+    /// `false` never uses the chat template; by default LongBench's rule applies (the
+    /// few-shot and code datasets go without it).
+    pub(crate) chat_template: Option<bool>,
+}
+
+impl ModelConfig {
+    /// The name used in variant names and the price table.
+    pub(crate) fn display_name(&self) -> String {
+        if let Some(n) = &self.name {
+            return n.clone();
+        }
+        match self.backend {
+            BackendKind::Native => {
+                let p = self.path.clone().unwrap_or_default();
+                let base = p.rsplit(['/', '\\']).next().unwrap_or(&p).to_string();
+                base.strip_suffix(".gguf").map_or(base.clone(), str::to_string)
+            }
+            BackendKind::Openai => self.model.clone().unwrap_or_default(),
+        }
+    }
+
+    /// The settings that change predictions (not where the server is, how many requests
+    /// are in flight, timeouts or keys).
+    fn identity(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).expect("a model config serializes");
+        let m = v.as_object_mut().expect("an object");
+        for key in ["base_url", "api_key_env", "concurrency", "timeout_s", "max_retries", "backoff_s", "prefill_chunk"]
+        {
+            m.remove(key);
+        }
+        v
+    }
+
+    /// The HTTP endpoint settings (OpenAI backend).
+    pub(crate) fn endpoint_config(&self) -> Result<EndpointConfig> {
+        let d = EndpointConfig::default();
+        Ok(EndpointConfig {
+            base_url: self.base_url.clone().context("the openai backend needs `base_url`")?,
+            model: self.model.clone().context("the openai backend needs `model` (the served model's name)")?,
+            api_key_env: self.api_key_env.clone(),
+            timeout_s: self.timeout_s.unwrap_or(d.timeout_s),
+            max_retries: self.max_retries.unwrap_or(d.max_retries),
+            backoff_s: self.backoff_s.unwrap_or(d.backoff_s),
+            ..d
+        })
+    }
+
+    fn validate(&self) -> Result<()> {
+        let name = self.display_name();
+        let misplaced = |keys: &[(&str, bool)], backend: &str| -> Result<()> {
+            for (key, set) in keys {
+                if *set {
+                    bail!("model `{name}`: `{key}` does not apply to the {backend} backend");
+                }
+            }
+            Ok(())
+        };
+        match self.backend {
+            BackendKind::Native => {
+                if self.path.is_none() {
+                    bail!("model `{name}`: the native backend needs `path` (a GGUF file, model directory or hub id)");
+                }
+                misplaced(
+                    &[
+                        ("tokenizer", self.tokenizer.is_some()),
+                        ("base_url", self.base_url.is_some()),
+                        ("model", self.model.is_some()),
+                        ("api_key_env", self.api_key_env.is_some()),
+                        ("concurrency", self.concurrency.is_some()),
+                    ],
+                    "native",
+                )?;
+                if let Some(d) = &self.dtype {
+                    if !matches!(d.as_str(), "f32" | "f16" | "bf16") {
+                        bail!("model `{name}`: dtype `{d}` is not one of f32, f16, bf16");
+                    }
+                }
+            }
+            BackendKind::Openai => {
+                for (key, set) in [
+                    ("base_url", self.base_url.is_some()),
+                    ("model", self.model.is_some()),
+                    ("tokenizer", self.tokenizer.is_some()),
+                ] {
+                    if !set {
+                        bail!("model `{name}`: the openai backend needs `{key}`");
+                    }
+                }
+                misplaced(
+                    &[
+                        ("path", self.path.is_some()),
+                        ("dtype", self.dtype.is_some()),
+                        ("rope_scaling", self.rope_scaling.is_some()),
+                        ("context_window", self.context_window.is_some()),
+                    ],
+                    "openai",
+                )?;
+            }
+        }
+        if self.max_prompt_tokens == 0 {
+            bail!("model `{name}`: max_prompt_tokens must be positive");
+        }
+        Ok(())
+    }
+}
+
+/// Which data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BenchmarkConfig {
+    /// `longbench` or `longbench-e`.
+    #[serde(default = "default_suite")]
+    pub(crate) suite: String,
+    /// A directory of `<dataset>.jsonl` files or LongBench's `data.zip`; default: the hub.
+    pub(crate) data_dir: Option<PathBuf>,
+    /// Datasets (default: every dataset of the suite).
+    pub(crate) datasets: Option<Vec<String>>,
+    /// Samples per dataset (first ones in file order).
+    pub(crate) limit: Option<usize>,
+}
+
+fn default_suite() -> String {
+    "longbench".into()
+}
+
+/// An embedder for RAG.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub(crate) enum EmbedderConfig {
+    /// A sentence-transformers directory run natively (e.g. all-MiniLM-L6-v2).
+    Native {
+        /// The directory.
+        path: PathBuf,
+        /// Texts per forward pass.
+        batch_size: Option<usize>,
+    },
+    /// `/v1/embeddings` of an OpenAI-compatible API.
+    Openai {
+        /// Base URL.
+        base_url: String,
+        /// Model name.
+        model: String,
+        /// Environment variable with the API key.
+        api_key_env: Option<String>,
+        /// Texts per request.
+        batch_size: Option<usize>,
+    },
+}
+
+/// A reranker for advanced RAG.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub(crate) enum RerankerConfig {
+    /// An LLM judge over `/v1/chat/completions`.
+    Llm {
+        /// Base URL.
+        base_url: String,
+        /// Model name.
+        model: String,
+        /// Environment variable with the API key.
+        api_key_env: Option<String>,
+    },
+    /// A cross-encoder directory (BERT sequence classifier) run natively.
+    CrossEncoder {
+        /// The directory.
+        path: PathBuf,
+    },
+}
+
+/// One `[[strategy]]` entry; list-valued parameters expand into variants.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub(crate) enum StrategyConfig {
+    /// The whole context with LongBench's middle truncation of the prompt.
+    Full {
+        /// Variant name (default `full`).
+        name: Option<String>,
+    },
+    /// Cut the context from one side.
+    Truncate {
+        /// Variant name prefix (default `truncate`).
+        name: Option<String>,
+        /// `middle`, `end` or `start`.
+        side: OneOrMany<Side>,
+        /// A context budget of its own.
+        max_context_tokens: Option<OneOrMany<usize>>,
+    },
+    /// Retrieval of the best k chunks of the sample's context.
+    Rag {
+        /// Variant name prefix (default `rag`, or `rag-rerank` with a reranker).
+        name: Option<String>,
+        /// Chunks kept.
+        k: OneOrMany<usize>,
+        /// The embedder.
+        embedder: EmbedderConfig,
+        /// Chunking (default: 200 characters, no overlap).
+        #[serde(default)]
+        chunking: Option<ChunkConfig>,
+        /// `document` (default) or `score` order of the kept chunks.
+        #[serde(default)]
+        order: Order,
+        /// Query when a sample's input is empty (e.g. summarization).
+        query_fallback: Option<String>,
+        /// An optional reranker.
+        reranker: Option<RerankerConfig>,
+        /// Embedding candidates the reranker rescores (default 50).
+        candidates: Option<usize>,
+    },
+    /// LLMLingua-2 compression of the context.
+    Compress {
+        /// Variant name prefix (default `compress`).
+        name: Option<String>,
+        /// The LLMLingua-2 model directory (XLM-R token classifier).
+        model: PathBuf,
+        /// Share of tokens kept.
+        rate: OneOrMany<f64>,
+        /// Tokens always kept.
+        #[serde(default)]
+        force_tokens: Vec<String>,
+        /// Skip this strategy (with a warning) when the model directory is missing.
+        #[serde(default)]
+        optional: bool,
+    },
+}
+
+/// Report settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReportConfig {
+    /// The variant every other is normalized to (default: the first).
+    pub(crate) baseline: Option<String>,
+}
+
+/// Prices of one model or endpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Price {
+    /// USD per million input tokens.
+    #[serde(default)]
+    pub(crate) input: f64,
+    /// USD per million output tokens.
+    #[serde(default)]
+    pub(crate) output: f64,
+    /// USD per request.
+    #[serde(default)]
+    pub(crate) per_request: f64,
+}
+
+impl Price {
+    pub(crate) fn cost(&self, prompt_tokens: u64, completion_tokens: u64, requests: u64) -> f64 {
+        (prompt_tokens as f64 * self.input + completion_tokens as f64 * self.output) / 1e6
+            + requests as f64 * self.per_request
+    }
+}
+
+/// Prices per model or endpoint name, and the budget.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PricingConfig {
+    /// Stop (resumably) before the run's cost would exceed this many US dollars.
+    pub(crate) budget_usd: Option<f64>,
+    /// Prices by model name (generation) or endpoint model name (embeddings, reranker).
+    #[serde(default)]
+    pub(crate) prices: BTreeMap<String, Price>,
+}
+
+impl PricingConfig {
+    pub(crate) fn price(&self, name: &str) -> Price {
+        self.prices.get(name).copied().unwrap_or_default()
+    }
+}
+
+/// One strategy with every parameter fixed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub(crate) enum VariantStrategy {
+    /// Full context.
+    Full,
+    /// Truncation.
+    Truncate {
+        /// Side.
+        side: Side,
+        /// Context budget.
+        max_context_tokens: Option<usize>,
+    },
+    /// RAG.
+    Rag {
+        /// k.
+        k: usize,
+        /// Embedder.
+        embedder: EmbedderConfig,
+        /// Chunking.
+        chunking: ChunkConfig,
+        /// Order.
+        order: Order,
+        /// Query fallback.
+        query_fallback: Option<String>,
+        /// Reranker and candidates.
+        reranker: Option<RerankerConfig>,
+        /// Candidates.
+        candidates: usize,
+    },
+    /// Compression.
+    Compress {
+        /// Model dir.
+        model: PathBuf,
+        /// Rate.
+        rate: f64,
+        /// Force tokens.
+        force_tokens: Vec<String>,
+    },
+}
+
+/// A model × strategy with every parameter fixed: one directory of the run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub(crate) struct Variant {
+    /// Directory name.
+    pub(crate) name: String,
+    /// Index into the experiment's models.
+    #[serde(skip)]
+    pub(crate) model_index: usize,
+    /// Model name.
+    pub(crate) model: String,
+    /// The strategy.
+    pub(crate) strategy: VariantStrategy,
+    /// The variant name without the swept parameters (variants of one group differ only by
+    /// `params`).
+    pub(crate) group: String,
+    /// Swept numeric parameters (`k`, `rate`, `max_context_tokens`).
+    pub(crate) params: BTreeMap<String, f64>,
+    /// Hash of everything that changes this variant's predictions.
+    pub(crate) hash: String,
+}
+
+fn side_name(side: Side) -> &'static str {
+    match side {
+        Side::Middle => "middle",
+        Side::End => "end",
+        Side::Start => "start",
+    }
+}
+
+/// A short hex SHA-256 of a JSON value.
+pub(crate) fn hash_json(v: &serde_json::Value) -> String {
+    let digest = Sha256::digest(v.to_string().as_bytes());
+    digest.iter().fold(String::with_capacity(64), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
+}
+
+impl Experiment {
+    /// Parses and validates an experiment file's text.
+    pub(crate) fn parse(text: &str) -> Result<Self> {
+        let e: Experiment = toml::from_str(text)?;
+        e.validate()?;
+        Ok(e)
+    }
+
+    pub(crate) fn models(&self) -> Vec<ModelConfig> {
+        self.model.values()
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.name.is_empty() || self.name.contains(['/', '\\']) || self.name.starts_with('.') {
+            bail!("`name` must be a plain directory name, not `{}`", self.name);
+        }
+        let models = self.models();
+        if models.is_empty() {
+            bail!("no model");
+        }
+        for m in &models {
+            m.validate()?;
+        }
+        if models.len() > 1 {
+            let mut names: Vec<String> = models.iter().map(ModelConfig::display_name).collect();
+            if models.iter().any(|m| m.name.is_none()) {
+                bail!("with several models, give each a `name`");
+            }
+            names.sort();
+            names.dedup();
+            if names.len() != models.len() {
+                bail!("two models have the same name");
+            }
+        }
+        if self.strategies.is_empty() {
+            bail!("no [[strategy]]");
+        }
+        if !matches!(self.benchmark.suite.as_str(), "longbench" | "longbench-e") {
+            bail!("suite `{}` is not one of longbench, longbench-e", self.benchmark.suite);
+        }
+        if let Some(b) = self.pricing.budget_usd {
+            if b.is_nan() || b < 0.0 {
+                bail!("budget_usd must be a non-negative number");
+            }
+        }
+        Ok(())
+    }
+
+    /// The variants, in file order (models outermost), with unique names.
+    pub(crate) fn variants(&self) -> Result<Vec<Variant>> {
+        let models = self.models();
+        let mut out: Vec<Variant> = Vec::new();
+        for (mi, model) in models.iter().enumerate() {
+            let prefix = if models.len() > 1 { format!("{}-", model.display_name()) } else { String::new() };
+            for s in &self.strategies {
+                for (name, group, params, strategy) in expand(s)? {
+                    let identity = serde_json::json!({"model": model.identity(), "strategy": strategy});
+                    out.push(Variant {
+                        name: format!("{prefix}{name}"),
+                        model_index: mi,
+                        model: model.display_name(),
+                        hash: hash_json(&identity),
+                        strategy,
+                        group: format!("{prefix}{group}"),
+                        params,
+                    });
+                }
+            }
+        }
+        let mut names: Vec<&str> = out.iter().map(|v| v.name.as_str()).collect();
+        names.sort_unstable();
+        for w in names.windows(2) {
+            if w[0] == w[1] {
+                bail!("two variants are named `{}`; give the strategies distinct `name`s", w[0]);
+            }
+        }
+        Ok(out)
+    }
+}
+
+type Expanded = (String, String, BTreeMap<String, f64>, VariantStrategy);
+
+fn fmt_num(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        format!("{}", x as i64)
+    } else {
+        format!("{x}")
+    }
+}
+
+/// The variants of one strategy entry: (name, group, swept params, strategy).
+fn expand(s: &StrategyConfig) -> Result<Vec<Expanded>> {
+    let mut out = Vec::new();
+    match s {
+        StrategyConfig::Full { name } => {
+            let n = name.clone().unwrap_or_else(|| "full".into());
+            out.push((n.clone(), n, BTreeMap::new(), VariantStrategy::Full));
+        }
+        StrategyConfig::Truncate { name, side, max_context_tokens } => {
+            let sides = side.values();
+            let limits: Vec<Option<usize>> =
+                max_context_tokens.as_ref().map_or(vec![None], |m| m.values().into_iter().map(Some).collect());
+            for &side in &sides {
+                for &limit in &limits {
+                    let base = name.clone().unwrap_or_else(|| "truncate".into());
+                    let group = format!("{base}-{}", side_name(side));
+                    let mut params = BTreeMap::new();
+                    let n = match limit {
+                        Some(l) => {
+                            params.insert("max_context_tokens".into(), l as f64);
+                            format!("{group}-{l}")
+                        }
+                        None => group.clone(),
+                    };
+                    out.push((n, group, params, VariantStrategy::Truncate { side, max_context_tokens: limit }));
+                }
+            }
+        }
+        StrategyConfig::Rag { name, k, embedder, chunking, order, query_fallback, reranker, candidates } => {
+            let base = name.clone().unwrap_or_else(|| if reranker.is_some() { "rag-rerank" } else { "rag" }.into());
+            for k in k.values() {
+                if k == 0 {
+                    bail!("rag: k must be positive");
+                }
+                out.push((
+                    format!("{base}-k{k}"),
+                    base.clone(),
+                    BTreeMap::from([("k".to_string(), k as f64)]),
+                    VariantStrategy::Rag {
+                        k,
+                        embedder: embedder.clone(),
+                        chunking: chunking.clone().unwrap_or_default(),
+                        order: *order,
+                        query_fallback: query_fallback.clone(),
+                        reranker: reranker.clone(),
+                        candidates: candidates.unwrap_or(50),
+                    },
+                ));
+            }
+        }
+        StrategyConfig::Compress { name, model, rate, force_tokens, optional } => {
+            if *optional && !model.is_dir() {
+                eprintln!("note: skipping compression: {} is not there (optional = true)", model.display());
+                return Ok(out);
+            }
+            let base = name.clone().unwrap_or_else(|| "compress".into());
+            for rate in rate.values() {
+                if rate.is_nan() || rate <= 0.0 || rate > 1.0 {
+                    bail!("compress: rate {rate} is not in (0, 1]");
+                }
+                out.push((
+                    format!("{base}-r{}", fmt_num(rate)),
+                    base.clone(),
+                    BTreeMap::from([("rate".to_string(), rate)]),
+                    VariantStrategy::Compress { model: model.clone(), rate, force_tokens: force_tokens.clone() },
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+name = "t"
+[model]
+backend = "native"
+path = "m.gguf"
+max_prompt_tokens = 100
+[benchmark]
+datasets = ["qasper"]
+"#;
+
+    #[test]
+    fn lists_expand_into_named_variants() {
+        let text = format!(
+            "{BASE}\n[[strategy]]\nkind = \"full\"\n[[strategy]]\nkind = \"truncate\"\nside = [\"middle\", \"end\"]\n[[strategy]]\nkind = \"rag\"\nk = [5, 20]\nembedder = {{ kind = \"native\", path = \"e\" }}\n"
+        );
+        let e = Experiment::parse(&text).unwrap();
+        let v = e.variants().unwrap();
+        let names: Vec<&str> = v.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(names, ["full", "truncate-middle", "truncate-end", "rag-k5", "rag-k20"]);
+        assert_eq!(v[3].group, "rag");
+        assert_eq!(v[4].params["k"], 20.0);
+        assert_ne!(v[3].hash, v[4].hash);
+        // The hash ignores where the model is served from, not what it is.
+        let again = Experiment::parse(&text.replace("max_prompt_tokens = 100", "max_prompt_tokens = 101")).unwrap();
+        assert_ne!(again.variants().unwrap()[0].hash, v[0].hash);
+    }
+
+    #[test]
+    fn unknown_keys_and_misplaced_settings_are_errors() {
+        let bad = format!("{BASE}\n[[strategy]]\nkind = \"full\"\ntypo = 1\n");
+        assert!(Experiment::parse(&bad).unwrap_err().to_string().contains("typo"));
+        let bad = BASE.replace("path = \"m.gguf\"", "path = \"m.gguf\"\nbase_url = \"http://x\"")
+            + "\n[[strategy]]\nkind = \"full\"\n";
+        assert!(Experiment::parse(&bad).unwrap_err().to_string().contains("base_url"));
+        let dup = format!("{BASE}\n[[strategy]]\nkind = \"full\"\n[[strategy]]\nkind = \"full\"\n");
+        assert!(Experiment::parse(&dup).unwrap().variants().unwrap_err().to_string().contains("full"));
+    }
+
+    #[test]
+    fn optional_compression_without_its_model_is_skipped() {
+        let text = format!("{BASE}\n[[strategy]]\nkind = \"compress\"\nmodel = \"/nonexistent\"\nrate = [0.5]\noptional = true\n[[strategy]]\nkind = \"full\"\n");
+        let v = Experiment::parse(&text).unwrap().variants().unwrap();
+        assert_eq!(v.len(), 1);
+    }
+
+    #[test]
+    fn several_models_prefix_their_variants() {
+        let text = r#"
+name = "t"
+[[model]]
+name = "a"
+backend = "native"
+path = "m.gguf"
+max_prompt_tokens = 100
+rope_scaling = "linear:4"
+[[model]]
+name = "b"
+backend = "openai"
+base_url = "http://127.0.0.1:1"
+model = "m"
+tokenizer = "m.gguf"
+max_prompt_tokens = 100
+[benchmark]
+[[strategy]]
+kind = "full"
+"#;
+        let v = Experiment::parse(text).unwrap().variants().unwrap();
+        assert_eq!(v.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(), ["a-full", "b-full"]);
+        assert_eq!(v[1].model_index, 1);
+    }
+}

@@ -1,0 +1,293 @@
+//! From an experiment file to what a run needs: variants, datasets, loaded models and
+//! strategies, and the request each sample becomes. Shared by `longctx run` and
+//! `longctx prompt`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use candle_core::DType;
+use longctx_backends::native::{render_prompt, NativeBackend, NativeOptions, RenderedPrompt};
+use longctx_backends::openai::{EndpointConfig, OpenAiBackend, OpenAiChat, OpenAiEmbedder};
+use longctx_bench::dataset::{self, DataSource, DatasetSpec, Suite};
+use longctx_bench::prompt;
+use longctx_context::embed::{CachedEmbedder, SentenceEmbedder};
+use longctx_context::llmlingua2::{CompressOptions, LlmLingua2};
+use longctx_context::rerank::{CrossEncoder, LlmReranker};
+use longctx_context::strategy::{Applied, Compress, ContextStrategy, FullContext, Query, Rag, Truncate};
+use longctx_core::{Backend, BackendError, ChatMessage, Embedder, GenerationRequest, PromptInput, Reranker, Sample};
+use longctx_models::chat_template::ChatTemplate;
+use longctx_models::load::load_tokenizer;
+use longctx_models::tokenizer::HfTokenizer;
+
+use crate::experiment::{
+    BackendKind, EmbedderConfig, Experiment, ModelConfig, PricingConfig, RerankerConfig, Variant, VariantStrategy,
+};
+
+/// Texts the shared embedding cache holds before it is emptied.
+const EMBEDDING_CACHE: usize = 200_000;
+
+/// An experiment file resolved: variants and datasets, before any model is loaded.
+pub(crate) struct Plan {
+    /// The experiment file's text.
+    pub(crate) text: String,
+    /// Parsed.
+    pub(crate) experiment: Experiment,
+    /// Its models.
+    pub(crate) models: Vec<ModelConfig>,
+    /// Its variants.
+    pub(crate) variants: Vec<Variant>,
+    /// The suite.
+    pub(crate) suite: Suite,
+    /// Where the data comes from.
+    pub(crate) source: DataSource,
+    /// The datasets, in the order given.
+    pub(crate) datasets: Vec<&'static DatasetSpec>,
+}
+
+impl Plan {
+    /// Reads and resolves an experiment file.
+    pub(crate) fn load(path: &Path) -> Result<Self> {
+        let text = fs_err::read_to_string(path)?;
+        let experiment = Experiment::parse(&text).with_context(|| format!("{}", path.display()))?;
+        let variants = experiment.variants().with_context(|| format!("{}", path.display()))?;
+        let suite = if experiment.benchmark.suite == "longbench-e" { Suite::LongBenchE } else { Suite::LongBench };
+        let source = experiment.benchmark.data_dir.as_ref().map_or_else(DataSource::official_hub, DataSource::local);
+        let spec_of = |name: &str| match suite {
+            Suite::LongBench => dataset::dataset(name),
+            Suite::LongBenchE => dataset::dataset_e(name),
+        };
+        let datasets = if let Some(names) = &experiment.benchmark.datasets {
+            names.iter().map(|n| spec_of(n)).collect::<Result<Vec<_>, _>>()?
+        } else {
+            let all = dataset::DATASETS.iter().filter(|d| suite == Suite::LongBench || d.in_longbench_e);
+            if let DataSource::Dir(dir) = &source {
+                // A local directory: the datasets it has.
+                all.filter(|d| {
+                    let f = dataset::file_name(d, suite);
+                    dir.join(&f).is_file() || dir.join("data").join(&f).is_file()
+                })
+                .collect()
+            } else {
+                all.collect()
+            }
+        };
+        if datasets.is_empty() {
+            bail!("{}: no datasets to run (none given, and none found in the data directory)", path.display());
+        }
+        let models = experiment.models();
+        Ok(Self { text, experiment, models, variants, suite, source, datasets })
+    }
+
+    /// The samples of a dataset, the first `limit` of them.
+    pub(crate) fn samples(&self, spec: &DatasetSpec, limit: Option<usize>) -> Result<Vec<Sample>> {
+        let mut samples = dataset::load(&self.source, spec.name, self.suite)?;
+        if let Some(n) = limit.or(self.experiment.benchmark.limit) {
+            samples.truncate(n);
+        }
+        Ok(samples)
+    }
+
+    /// The baseline variant of the report.
+    pub(crate) fn baseline(&self) -> String {
+        self.experiment.report.baseline.clone().unwrap_or_else(|| self.variants[0].name.clone())
+    }
+}
+
+/// A loaded model: the backend, and the tokenizer and chat template prompts are fitted with.
+pub(crate) struct ModelRuntime {
+    pub(crate) config: ModelConfig,
+    pub(crate) backend: Arc<dyn Backend>,
+    pub(crate) tokenizer: Arc<HfTokenizer>,
+    pub(crate) chat_template: Option<ChatTemplate>,
+    pub(crate) native: Option<Arc<NativeBackend>>,
+}
+
+fn dtype(name: Option<&str>) -> DType {
+    match name {
+        Some("f16") => DType::F16,
+        Some("bf16") => DType::BF16,
+        _ => DType::F32,
+    }
+}
+
+impl ModelRuntime {
+    /// Loads a native model, or connects an HTTP backend and loads its tokenizer.
+    pub(crate) fn load(config: &ModelConfig) -> Result<Self> {
+        let name = config.display_name();
+        match config.backend {
+            BackendKind::Native => {
+                let path = config.path.as_deref().expect("validated");
+                let options = NativeOptions {
+                    dtype: dtype(config.dtype.as_deref()),
+                    rope_scaling: config.rope_scaling.clone(),
+                    context_window: config.context_window,
+                    prefill_chunk: config.prefill_chunk.unwrap_or(512),
+                };
+                let native = Arc::new(
+                    NativeBackend::load(Path::new(path), &options).with_context(|| format!("model `{name}`"))?,
+                );
+                Ok(Self {
+                    config: config.clone(),
+                    backend: native.clone(),
+                    tokenizer: Arc::new(native.tokenizer().clone()),
+                    chat_template: native.chat_template().cloned(),
+                    native: Some(native),
+                })
+            }
+            BackendKind::Openai => {
+                let tok_path = config.tokenizer.as_deref().expect("validated");
+                let (tokenizer, chat_template) = load_tokenizer(Path::new(tok_path))
+                    .with_context(|| format!("model `{name}`: loading its tokenizer {tok_path}"))?;
+                let backend =
+                    OpenAiBackend::new(config.endpoint_config()?, config.endpoint, config.concurrency.unwrap_or(8))
+                        .with_context(|| format!("model `{name}`"))?;
+                Ok(Self {
+                    config: config.clone(),
+                    backend: Arc::new(backend),
+                    tokenizer: Arc::new(tokenizer),
+                    chat_template,
+                    native: None,
+                })
+            }
+        }
+    }
+
+    /// The request for a fitted prompt of a dataset: wrapped in the chat template unless
+    /// LongBench skips it for the dataset (or the model config turns it off), with the
+    /// dataset's generation length (capped) and stop strings.
+    pub(crate) fn request(&self, spec: &DatasetSpec, prompt_text: String) -> GenerationRequest {
+        let use_chat = !spec.skip_chat_template && self.config.chat_template != Some(false);
+        let official = prompt::max_new_tokens(spec);
+        GenerationRequest {
+            prompt: if use_chat {
+                PromptInput::Chat(vec![ChatMessage::new("user", prompt_text)])
+            } else {
+                PromptInput::Text(prompt_text)
+            },
+            max_new_tokens: self.config.max_new_tokens.map_or(official, |cap| cap.min(official)),
+            stop: if spec.stop_at_newline { vec!["\n".into()] } else { Vec::new() },
+            temperature: self.config.temperature,
+            seed: self.config.seed,
+        }
+    }
+
+    /// The prompt as the model receives it (after the chat template), with its tokens. For
+    /// an HTTP backend it is rendered locally with the tokenizer's template, as the server
+    /// is expected to.
+    pub(crate) fn render(&self, request: &GenerationRequest) -> Result<RenderedPrompt, BackendError> {
+        match &self.native {
+            Some(n) => n.render(&request.prompt),
+            None => render_prompt(&request.prompt, self.tokenizer.as_ref(), self.chat_template.as_ref()),
+        }
+    }
+}
+
+/// Builds strategies, sharing one cached embedder per embedder configuration.
+#[derive(Default)]
+pub(crate) struct StrategyFactory {
+    embedders: HashMap<String, Arc<dyn Embedder>>,
+    compressors: HashMap<PathBuf, Arc<LlmLingua2>>,
+}
+
+fn endpoint(base_url: &str, model: &str, api_key_env: Option<&String>, pricing: &PricingConfig) -> EndpointConfig {
+    let price = pricing.price(model);
+    EndpointConfig {
+        base_url: base_url.to_string(),
+        model: model.to_string(),
+        api_key_env: api_key_env.cloned(),
+        usd_per_m_input: price.input,
+        usd_per_m_output: price.output,
+        usd_per_request: price.per_request,
+        ..EndpointConfig::default()
+    }
+}
+
+impl StrategyFactory {
+    fn embedder(&mut self, config: &EmbedderConfig, pricing: &PricingConfig) -> Result<Arc<dyn Embedder>> {
+        let key = serde_json::to_string(config)?;
+        if let Some(e) = self.embedders.get(&key) {
+            return Ok(e.clone());
+        }
+        let inner: Arc<dyn Embedder> = match config {
+            EmbedderConfig::Native { path, batch_size } => {
+                let mut e = SentenceEmbedder::load(path).with_context(|| format!("embedder {}", path.display()))?;
+                if let Some(b) = batch_size {
+                    e = e.with_batch_size(*b);
+                }
+                Arc::new(e)
+            }
+            EmbedderConfig::Openai { base_url, model, api_key_env, batch_size } => {
+                let mut c = endpoint(base_url, model, api_key_env.as_ref(), pricing);
+                if let Some(b) = batch_size {
+                    c.batch_size = *b;
+                }
+                Arc::new(OpenAiEmbedder::new(c)?)
+            }
+        };
+        let cached: Arc<dyn Embedder> = Arc::new(CachedEmbedder::new(inner, EMBEDDING_CACHE));
+        self.embedders.insert(key, cached.clone());
+        Ok(cached)
+    }
+
+    /// The strategy of a variant.
+    pub(crate) fn build(&mut self, variant: &Variant, pricing: &PricingConfig) -> Result<Box<dyn ContextStrategy>> {
+        let what = || format!("variant `{}`", variant.name);
+        Ok(match &variant.strategy {
+            VariantStrategy::Full => Box::new(FullContext),
+            VariantStrategy::Truncate { side, max_context_tokens } => {
+                Box::new(Truncate { side: *side, max_context_tokens: *max_context_tokens })
+            }
+            VariantStrategy::Rag { k, embedder, chunking, order, query_fallback, reranker, candidates } => {
+                let embedder = self.embedder(embedder, pricing).with_context(what)?;
+                let reranker: Option<(Arc<dyn Reranker>, usize)> = match reranker {
+                    None => None,
+                    Some(RerankerConfig::Llm { base_url, model, api_key_env }) => {
+                        let chat = OpenAiChat::new(endpoint(base_url, model, api_key_env.as_ref(), pricing))?;
+                        Some((Arc::new(LlmReranker::new(Arc::new(chat))), *candidates))
+                    }
+                    Some(RerankerConfig::CrossEncoder { path }) => {
+                        let ce =
+                            CrossEncoder::load(path).with_context(|| format!("cross-encoder {}", path.display()))?;
+                        Some((Arc::new(ce), *candidates))
+                    }
+                };
+                Box::new(Rag {
+                    embedder,
+                    reranker,
+                    chunking: chunking.clone(),
+                    k: *k,
+                    order: *order,
+                    separator: "\n".into(),
+                    query: query_fallback.clone().map_or(Query::Input, Query::InputOr),
+                })
+            }
+            VariantStrategy::Compress { model, rate, force_tokens } => {
+                let compressor = if let Some(c) = self.compressors.get(model) {
+                    c.clone()
+                } else {
+                    let c = Arc::new(
+                        LlmLingua2::load(model, None).with_context(|| format!("LLMLingua-2 {}", model.display()))?,
+                    );
+                    self.compressors.insert(model.clone(), c.clone());
+                    c
+                };
+                let options = CompressOptions { rate: *rate, force_tokens: force_tokens.clone(), ..Default::default() };
+                Box::new(Compress { compressor, options })
+            }
+        })
+    }
+}
+
+/// The strategy's prompt for a sample, with the dataset's official template.
+pub(crate) fn apply(
+    strategy: &dyn ContextStrategy,
+    spec: &DatasetSpec,
+    sample: &Sample,
+    model: &ModelRuntime,
+) -> Result<Applied> {
+    strategy
+        .apply(sample, prompt::template(spec), model.tokenizer.as_ref(), model.config.max_prompt_tokens)
+        .map_err(anyhow::Error::from)
+}
