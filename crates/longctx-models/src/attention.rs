@@ -100,7 +100,8 @@ impl CustomOp3 for DecodeAttention {
         let [_, _, n, _] = *kl.shape().dims() else { candle_core::bail!("decode attention: k is not 4-d") };
         let Some((q0, _)) = ql.contiguous_offsets() else { candle_core::bail!("decode attention: q not contiguous") };
         let (ks_, vs_) = (kl.stride(), vl.stride());
-        if ks_[3] != 1 || vs_[3] != 1 || ks_[2] != d || vs_[2] != d {
+        // With one cached row (a one-token prompt) the row stride is never used.
+        if ks_[3] != 1 || vs_[3] != 1 || (n > 1 && (ks_[2] != d || vs_[2] != d)) {
             candle_core::bail!("decode attention: cache rows must be contiguous");
         }
         let mut out = vec![0f32; b * kvh * rep * d];

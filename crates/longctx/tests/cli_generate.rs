@@ -92,3 +92,18 @@ fn bench_generate_reports_throughput_and_memory() {
     assert!(rows[1]["peak_rss_bytes"].as_u64().unwrap() > 0);
     assert_eq!(rows[1]["full_score_matrix_bytes"], 304 * 304 * 4);
 }
+
+/// Regression (issue 6): a prompt of one token went through the decode kernel with a cache
+/// view whose row stride it rejected.
+#[test]
+fn a_one_token_prompt_generates() {
+    let gguf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(gguf.exists(), "run tools/fetch_assets.sh first");
+    let out = Command::new(env!("CARGO_BIN_EXE_longctx"))
+        .args(["generate", "--model", gguf.to_str().unwrap(), "--prompt", "Hello", "--max-new-tokens", "4", "--json"])
+        .output()
+        .unwrap();
+    let v = json(&out);
+    assert_eq!(v["prompt_tokens"], 1);
+    assert_eq!(v["completion_tokens"], 4);
+}

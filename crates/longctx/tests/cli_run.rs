@@ -66,7 +66,7 @@ k = 5
 embedder = {{ kind = "native", path = "{minilm}" }}
 "#,
         out = dir.join("runs").display(),
-        data = root().join("examples/data/longbench").display(),
+        data = root().join("data/longbench-sample").display(),
         minilm = root().join("assets/minilm").display(),
     );
     let path = dir.join(format!("{name}.toml"));

@@ -89,6 +89,11 @@ pub(crate) fn generate_bench(args: &BenchGenerateArgs) -> Result<()> {
 /// `longctx bench serve`: a bounded load test of an OpenAI-compatible server.
 pub(crate) fn serve_bench(args: &longctx_serve::LoadTestArgs) -> Result<()> {
     let report = longctx_serve::load_test(args)?;
-    writeln!(std::io::stdout().lock(), "{report}")?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
+    } else {
+        write!(out, "{report}")?;
+    }
     Ok(())
 }
