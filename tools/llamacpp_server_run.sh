@@ -13,20 +13,21 @@ VENV="${VENV:-.venv-llamacpp}"
 PORT="${PORT:-8081}"
 GGUF=assets/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 [ -f "$GGUF" ] || tools/fetch_assets.sh
+mkdir -p runs
 if ! "$VENV/bin/python" -c 'import llama_cpp.server, uvicorn' 2>/dev/null; then
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install -q 'llama-cpp-python[server]==0.3.36'
 fi
 "$VENV/bin/python" -c 'import llama_cpp; print("llama-cpp-python", llama_cpp.__version__)'
 "$VENV/bin/python" -m llama_cpp.server --model "$GGUF" --model_alias smollm2 \
-    --host 127.0.0.1 --port "$PORT" --n_ctx 4096 --n_threads "$(nproc)" > runs-llamacpp-server.log 2>&1 &
+    --host 127.0.0.1 --port "$PORT" --n_ctx 4096 --n_threads "$(nproc)" > runs/llamacpp-server.log 2>&1 &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true' EXIT
 for _ in $(seq 1 120); do
     curl -sf "http://127.0.0.1:$PORT/v1/models" > /dev/null && break
     sleep 1
 done
-curl -sf "http://127.0.0.1:$PORT/v1/models" > /dev/null || { echo "the server did not start; see runs-llamacpp-server.log"; exit 1; }
+curl -sf "http://127.0.0.1:$PORT/v1/models" > /dev/null || { echo "the server did not start; see runs/llamacpp-server.log"; exit 1; }
 cargo run -q --release -p longctx -- run examples/llamacpp.toml --no-report "$@"
 # The same experiment on the native backend, for comparison.
 sed -e 's/^name = "llamacpp"/name = "llamacpp-native"/' \

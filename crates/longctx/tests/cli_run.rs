@@ -263,6 +263,7 @@ fn the_http_backend_through_faults_matches_the_native_backend() {
         .flat_map(|p| fs_err::read_to_string(p).unwrap().lines().map(str::to_string).collect::<Vec<_>>())
         .map(|l| serde_json::from_str::<Value>(&l).unwrap()["requests"].as_u64().unwrap())
         .sum();
+    eprintln!("HTTP run through faults: {requests} requests for 12 predictions");
     assert!(requests > 12, "{requests} requests for 12 predictions: no fault was injected");
 }
 

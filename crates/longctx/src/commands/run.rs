@@ -294,6 +294,13 @@ fn run_models(plan: &Plan, args: &RunArgs, state: &mut State, manifest: &mut Man
     Ok(())
 }
 
+/// Tokens of the whole, untruncated prompt. Strategies other than full context fill the
+/// template with their own context, so it is their prompt's count with the context's tokens
+/// swapped for the sample's (exact up to a token or two where context and template meet).
+fn original_tokens(a: &longctx_context::strategy::Applied) -> usize {
+    (a.prompt_tokens_before + a.context_tokens_before).saturating_sub(a.context_tokens_after)
+}
+
 /// One prediction line: LongBench's keys, then what was done to get it.
 fn prediction_line(
     sample: &Sample,
@@ -316,7 +323,7 @@ fn prediction_line(
         "model": variant.model,
         "prompt_tokens": completion.prompt_tokens,
         "fitted_tokens": applied.prompt_tokens,
-        "original_tokens": applied.prompt_tokens_before,
+        "original_tokens": original_tokens(applied),
         "context_tokens_before": applied.context_tokens_before,
         "context_tokens_after": applied.context_tokens_after,
         "truncated": applied.truncated,
