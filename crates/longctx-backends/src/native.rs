@@ -185,7 +185,20 @@ impl NativeBackend {
         &self,
         ids: &[u32],
         request: &GenerationRequest,
+        on_text: Option<&mut dyn FnMut(&str)>,
+    ) -> Result<Completion, BackendError> {
+        self.generate_ids_until(ids, request, on_text, &|| false)
+    }
+
+    /// [`generate_ids`](Self::generate_ids) that stops early, with
+    /// [`BackendError::Cancelled`], as soon as `cancelled` returns true (checked after each
+    /// token): a server stops working for a client that has gone away.
+    pub fn generate_ids_until(
+        &self,
+        ids: &[u32],
+        request: &GenerationRequest,
         mut on_text: Option<&mut dyn FnMut(&str)>,
+        cancelled: &dyn Fn() -> bool,
     ) -> Result<Completion, BackendError> {
         self.check_fits(ids.len(), request.max_new_tokens)?;
         let start = Instant::now();
@@ -201,7 +214,10 @@ impl NativeBackend {
         let hold = request.stop.iter().map(String::len).max().unwrap_or(0);
         let mut sent = 0usize;
         let mut stream = |tokens: &[u32]| {
-            let Some(on_text) = on_text.as_mut() else { return };
+            if cancelled() {
+                return false;
+            }
+            let Some(on_text) = on_text.as_mut() else { return true };
             let text = decode(tokens);
             // Hold back an unfinished character and anything a stop string could begin with.
             let mut end = text.trim_end_matches('\u{fffd}').len().saturating_sub(hold);
@@ -212,12 +228,16 @@ impl NativeBackend {
                 on_text(&text[sent..end]);
                 sent = end;
             }
+            true
         };
         let g = {
             let mut model = self.model.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             generate_with(&mut *model, ids, &params, &self.device, &decode, &mut stream)
                 .map_err(|e| BackendError::Failed(format!("generation failed: {e}")))?
         };
+        if g.stop_reason == StopReason::Cancelled {
+            return Err(BackendError::Cancelled { completion_tokens: g.completion_tokens });
+        }
         if let Some(on_text) = on_text {
             if g.text.len() > sent && g.text.is_char_boundary(sent) {
                 on_text(&g.text[sent..]);

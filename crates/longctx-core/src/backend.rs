@@ -80,6 +80,12 @@ pub enum BackendError {
     /// template).
     #[error("{0}")]
     Rejected(String),
+    /// The caller stopped the generation (its client went away).
+    #[error("cancelled after {completion_tokens} tokens")]
+    Cancelled {
+        /// Tokens generated before the stop.
+        completion_tokens: usize,
+    },
     /// A failure that retries did not cure (HTTP 5xx, timeouts, dropped connections) or a
     /// runtime error.
     #[error("{0}")]

@@ -60,6 +60,8 @@ pub enum StopReason {
     StopToken,
     /// A stop string appeared (the text is cut before it).
     StopString,
+    /// The caller's `on_token` asked to stop (e.g. its client went away).
+    Cancelled,
 }
 
 /// What [`generate`] returns.
@@ -134,18 +136,19 @@ pub fn generate(
     device: &Device,
     decode: &dyn Fn(&[u32]) -> String,
 ) -> candle_core::Result<Generation> {
-    generate_with(model, prompt, params, device, decode, &mut |_| {})
+    generate_with(model, prompt, params, device, decode, &mut |_| true)
 }
 
 /// [`generate`] that calls `on_token` with the tokens generated so far after each new one
-/// (for streaming); a final stop token is not passed on.
+/// (for streaming); a final stop token is not passed on. Generation ends when `on_token`
+/// returns false.
 pub fn generate_with(
     model: &mut dyn CausalLm,
     prompt: &[u32],
     params: &GenerationParams,
     device: &Device,
     decode: &dyn Fn(&[u32]) -> String,
-    on_token: &mut dyn FnMut(&[u32]),
+    on_token: &mut dyn FnMut(&[u32]) -> bool,
 ) -> candle_core::Result<Generation> {
     assert!(!prompt.is_empty(), "a prompt needs at least one token");
     model.reset();
@@ -173,7 +176,10 @@ pub fn generate_with(
             stop_reason = StopReason::StopToken;
             break;
         }
-        on_token(&tokens);
+        if !on_token(&tokens) {
+            stop_reason = StopReason::Cancelled;
+            break;
+        }
         // Stop strings need the text so far; without them it is decoded once at the end.
         if !params.stop_strings.is_empty() {
             text = decode(&tokens);
@@ -191,7 +197,7 @@ pub fn generate_with(
     }
     match stop_reason {
         StopReason::StopToken => text = decode(&tokens[..tokens.len() - 1]),
-        StopReason::Length => text = decode(&tokens),
+        StopReason::Length | StopReason::Cancelled => text = decode(&tokens),
         StopReason::StopString => {}
     }
     Ok(Generation {

@@ -90,6 +90,8 @@ impl From<BackendError> for ApiError {
                 Self::new(StatusCode::BAD_REQUEST, "context_length_exceeded", e.to_string())
             }
             BackendError::Rejected(m) => Self::bad_request(m),
+            // Nobody reads this answer: the client has gone.
+            BackendError::Cancelled { .. } => Self::new(StatusCode::SERVICE_UNAVAILABLE, "cancelled", e.to_string()),
             // The first line only: runtime errors may carry a backtrace (logged by the worker).
             BackendError::Failed(m) => {
                 Self::new(StatusCode::INTERNAL_SERVER_ERROR, "generation_failed", m.lines().next().unwrap_or_default())

@@ -103,15 +103,15 @@ fn run(backend: &NativeBackend, rx: &Receiver<Job>, load: &Load) {
         }
         load.running.store(1, Ordering::SeqCst);
         // A panic in the runtime answers 500 and leaves the worker serving.
+        // A client that goes away (a timeout, a closed stream) stops its generation.
+        let gone = || job.reply.is_closed();
         let result = catch_unwind(AssertUnwindSafe(|| match &job.reply {
-            Reply::Once(_) => backend.generate_ids(&job.ids, &job.request, None),
+            Reply::Once(_) => backend.generate_ids_until(&job.ids, &job.request, None, &gone),
             Reply::Stream(tx) => {
-                // Sending fails only when the client has gone away; the generation then
-                // runs to its end unheard (the backend cannot be interrupted).
                 let mut send = |text: &str| {
                     let _ = tx.send(Event::Text(text.to_owned()));
                 };
-                backend.generate_ids(&job.ids, &job.request, Some(&mut send))
+                backend.generate_ids_until(&job.ids, &job.request, Some(&mut send), &gone)
             }
         }))
         .unwrap_or_else(|panic| {
@@ -130,6 +130,9 @@ fn run(backend: &NativeBackend, rx: &Receiver<Job>, load: &Load) {
                 "generated in {:.3} s",
                 c.latency_s
             ),
+            Err(BackendError::Cancelled { completion_tokens }) => {
+                tracing::debug!("the client went away after {completion_tokens} tokens; generation stopped");
+            }
             Err(e) => tracing::warn!("generation failed: {e}"),
         }
         match job.reply {

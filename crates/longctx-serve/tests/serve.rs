@@ -332,6 +332,28 @@ fn shutdown_finishes_the_requests_already_accepted() {
     assert!(send("GET", &format!("{url}/health"), None).is_none());
 }
 
+/// Regression (issue 6): a client that timed out left its generation running to max_tokens,
+/// so an HTTP backend's retry queued behind its own abandoned request.
+#[test]
+fn a_client_that_times_out_stops_its_generation() {
+    let server = start(ServerConfig::default());
+    // Counting rarely ends with an end-of-sequence token: 3000 tokens would take a minute.
+    let body = json!({"model": "m", "prompt": "1, 2, 3, 4, 5, 6, 7, 8,", "max_tokens": 3000, "temperature": 0});
+    let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(1)).build();
+    let url = format!("{}/v1/completions", server.url());
+    assert!(agent.post(&url).send_string(&body.to_string()).is_err(), "the request should time out");
+    let start = Instant::now();
+    loop {
+        let health = send("GET", &format!("{}/health", server.url()), None).unwrap().json();
+        if health["running"] == 0 && health["waiting"] == 0 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "the abandoned generation is still running: {health}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server.shutdown().unwrap();
+}
+
 #[test]
 fn a_client_leaving_mid_stream_does_not_wedge_the_worker() {
     let server = start(ServerConfig::default());
@@ -343,7 +365,7 @@ fn a_client_leaving_mid_stream_does_not_wedge_the_worker() {
     reader.read_exact(&mut first).unwrap();
     assert!(first.starts_with(b"data: "));
     drop(reader);
-    // The worker finishes the abandoned generation and serves the next request.
+    // The abandoned generation stops and the worker serves the next request.
     let answer = post(&server, "/v1/chat/completions", &chat_body("Hi", 4));
     assert_eq!(answer.status, 200, "{}", answer.text);
     server.shutdown().unwrap();
