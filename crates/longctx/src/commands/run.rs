@@ -102,7 +102,7 @@ pub(crate) fn run(args: &RunArgs) -> Result<()> {
         if !changed.is_empty() {
             if !args.force {
                 bail!(
-                    "{} holds a run whose configuration differs for the variant(s) {}; its predictions would not match the experiment file. Rerun with --force to start a new run in {}-{}, or move the old run away",
+                    "{} holds a run whose configuration differs for the variant(s) {}; its predictions would not match the experiment file. Rerun with --force to start (or later resume) a new run in {}-{}, or move the old run away",
                     run_dir.display(),
                     changed.join(", "),
                     run_dir.display(),
