@@ -2,8 +2,8 @@
 //! killed with SIGKILL and resumed equals an uninterrupted one; a changed configuration is
 //! refused (or forced into a new directory); the HTTP backend against `longctx serve` with 8
 //! requests in flight and injected 500s, dropped connections and timeouts gives the native
-//! backend's predictions; a budget stops a priced run resumably; `longctx prompt` shows the
-//! model's input.
+//! backend's predictions; a budget stops a priced run resumably; Ctrl-C stops it cleanly;
+//! `longctx prompt` shows the model's input.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -196,6 +196,38 @@ fn a_killed_run_resumes_to_the_uninterrupted_result() {
     assert!(out.status.success(), "{stderr}");
     let forced = fs_err::read_dir(dir.path().join("runs")).unwrap().count();
     assert_eq!(forced, 2, "--force runs in a new directory beside the old one");
+}
+
+#[test]
+fn ctrl_c_finishes_the_samples_in_flight_and_records_the_interruption() {
+    let _serial = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let exp = experiment(dir.path(), "interrupted", &native_model(), "");
+    let run = dir.path().join("runs/interrupted");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_longctx"))
+        .args(["run", exp.to_str().unwrap(), "--no-report"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while count_lines(&run) < 2 {
+        assert!(start.elapsed() < Duration::from_mins(5), "the run made no progress");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("interrupted; run the same command again to resume"), "{stderr}");
+    let done = count_lines(&run);
+    assert!((2..12).contains(&done), "{done} predictions after the interrupt");
+    let manifest: Value = serde_json::from_str(&fs_err::read_to_string(run.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["status"], "interrupted");
+    assert_eq!(manifest["totals"]["samples"], done as u64);
+    let out = longctx(&["run", exp.to_str().unwrap(), "--no-report"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(count_lines(&run), 12);
 }
 
 /// A free loopback port.
