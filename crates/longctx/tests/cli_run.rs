@@ -204,7 +204,7 @@ fn ctrl_c_finishes_the_samples_in_flight_and_records_the_interruption() {
     let dir = tempfile::tempdir().unwrap();
     let exp = experiment(dir.path(), "interrupted", &native_model(), "");
     let run = dir.path().join("runs/interrupted");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_longctx"))
+    let child = Command::new(env!("CARGO_BIN_EXE_longctx"))
         .args(["run", exp.to_str().unwrap(), "--no-report"])
         .stderr(Stdio::piped())
         .spawn()
