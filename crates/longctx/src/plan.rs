@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use candle_core::DType;
 use longctx_backends::native::{render_prompt, NativeBackend, NativeOptions, RenderedPrompt};
-use longctx_backends::openai::{EndpointConfig, OpenAiBackend, OpenAiChat, OpenAiEmbedder};
+use longctx_backends::openai::{Endpoint, EndpointConfig, OpenAiBackend, OpenAiChat, OpenAiEmbedder};
 use longctx_bench::dataset::{self, DataSource, DatasetSpec, Suite};
 use longctx_bench::prompt;
 use longctx_context::embed::{CachedEmbedder, SentenceEmbedder};
@@ -177,9 +177,15 @@ impl ModelRuntime {
     /// an HTTP backend it is rendered locally with the tokenizer's template, as the server
     /// is expected to.
     pub(crate) fn render(&self, request: &GenerationRequest) -> Result<RenderedPrompt, BackendError> {
-        match &self.native {
-            Some(n) => n.render(&request.prompt),
-            None => render_prompt(&request.prompt, self.tokenizer.as_ref(), self.chat_template.as_ref()),
+        match (&self.native, &request.prompt) {
+            (Some(n), prompt) => n.render(prompt),
+            // `endpoint = "chat"` sends raw text as one user message, which the server wraps.
+            (None, PromptInput::Text(text)) if self.config.endpoint == Endpoint::Chat => render_prompt(
+                &PromptInput::Chat(vec![ChatMessage::new("user", text.clone())]),
+                self.tokenizer.as_ref(),
+                self.chat_template.as_ref(),
+            ),
+            (None, prompt) => render_prompt(prompt, self.tokenizer.as_ref(), self.chat_template.as_ref()),
         }
     }
 }

@@ -353,6 +353,11 @@ fn prompt_shows_what_the_model_receives() {
     assert_eq!(v["chat_template"], false);
     assert!(v["tokens"].as_u64().unwrap() <= 401, "{}", v["tokens"]);
     assert_eq!(v["strategy"]["truncated"], true);
+    // Through an HTTP backend with `endpoint = "chat"`, trec goes as a chat message too (no
+    // server is needed to show the prompt).
+    let chat = experiment(dir.path(), "p-chat", &http_model(9, "endpoint = \"chat\""), "");
+    let out = longctx(&["prompt", chat.to_str().unwrap(), "--variant", "full", "--dataset", "trec", "--index", "0"]);
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("<|im_start|>system\n"));
     let out = longctx(&["prompt", exp.to_str().unwrap(), "--variant", "nope", "--dataset", "trec", "--index", "0"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("the variants are: full, truncate-end, rag-k5"));
 }

@@ -38,7 +38,8 @@ pub(crate) fn run(args: &PromptArgs) -> Result<()> {
         }
         _ => String::new(),
     };
-    let chat = matches!(request.prompt, PromptInput::Chat(_));
+    let chat = matches!(request.prompt, PromptInput::Chat(_))
+        || (rt.native.is_none() && rt.config.endpoint == longctx_backends::openai::Endpoint::Chat);
     let mut out = std::io::stdout().lock();
     if args.json {
         let v = json!({
@@ -87,7 +88,11 @@ pub(crate) fn run(args: &PromptArgs) -> Result<()> {
     eprintln!(
         "model input: {} tokens {}; up to {} new tokens{}{}",
         rendered.ids.len(),
-        if chat { "with the chat template" } else { "without a chat template (LongBench skips it for this dataset)" },
+        if chat {
+            "with the chat template"
+        } else {
+            "without a chat template (LongBench skips it for this dataset, or the config turns it off)"
+        },
         request.max_new_tokens,
         if request.stop.is_empty() { String::new() } else { format!(", stop at {:?}", request.stop) },
         window_note
