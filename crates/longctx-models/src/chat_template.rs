@@ -11,7 +11,6 @@ use longctx_core::ChatMessage;
 use minijinja::{Environment, Error, ErrorKind, Value};
 
 /// A compiled chat template with its special tokens.
-#[derive(Clone)]
 pub struct ChatTemplate {
     env: Environment<'static>,
     bos_token: String,

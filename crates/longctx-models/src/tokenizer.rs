@@ -6,7 +6,6 @@ use std::path::Path;
 use longctx_core::{TokenizeError, Tokenizer};
 
 /// A tokenizer loaded from `tokenizer.json`.
-#[derive(Clone)]
 pub struct HfTokenizer {
     inner: tokenizers::Tokenizer,
 }

@@ -2,6 +2,7 @@
 //! strategies, and the request each sample becomes. Shared by `longctx run` and
 //! `longctx prompt`.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -99,9 +100,15 @@ impl Plan {
 pub(crate) struct ModelRuntime {
     pub(crate) config: ModelConfig,
     pub(crate) backend: Arc<dyn Backend>,
-    pub(crate) tokenizer: Arc<HfTokenizer>,
-    pub(crate) chat_template: Option<ChatTemplate>,
-    pub(crate) native: Option<Arc<NativeBackend>>,
+    local: Local,
+}
+
+/// Where the tokenizer and chat template come from.
+enum Local {
+    /// The native model's own.
+    Native(Arc<NativeBackend>),
+    /// An HTTP backend's local copy of the served model's.
+    Http(Box<(HfTokenizer, Option<ChatTemplate>)>),
 }
 
 fn dtype(name: Option<&str>) -> DType {
@@ -128,13 +135,7 @@ impl ModelRuntime {
                 let native = Arc::new(
                     NativeBackend::load(Path::new(path), &options).with_context(|| format!("model `{name}`"))?,
                 );
-                Ok(Self {
-                    config: config.clone(),
-                    backend: native.clone(),
-                    tokenizer: Arc::new(native.tokenizer().clone()),
-                    chat_template: native.chat_template().cloned(),
-                    native: Some(native),
-                })
+                Ok(Self { config: config.clone(), backend: native.clone(), local: Local::Native(native) })
             }
             BackendKind::Openai => {
                 let tok_path = config.tokenizer.as_deref().expect("validated");
@@ -146,9 +147,7 @@ impl ModelRuntime {
                 Ok(Self {
                     config: config.clone(),
                     backend: Arc::new(backend),
-                    tokenizer: Arc::new(tokenizer),
-                    chat_template,
-                    native: None,
+                    local: Local::Http(Box::new((tokenizer, chat_template))),
                 })
             }
         }
@@ -173,20 +172,45 @@ impl ModelRuntime {
         }
     }
 
+    /// The native model, if this is one.
+    pub(crate) fn native(&self) -> Option<&NativeBackend> {
+        match &self.local {
+            Local::Native(n) => Some(n),
+            Local::Http(..) => None,
+        }
+    }
+
+    /// The tokenizer prompts are fitted with: the model's own.
+    pub(crate) fn tokenizer(&self) -> &HfTokenizer {
+        match &self.local {
+            Local::Native(n) => n.tokenizer(),
+            Local::Http(h) => &h.0,
+        }
+    }
+
+    fn chat_template(&self) -> Option<&ChatTemplate> {
+        match &self.local {
+            Local::Native(n) => n.chat_template(),
+            Local::Http(h) => h.1.as_ref(),
+        }
+    }
+
+    /// What the model is given for `request`: with `endpoint = "chat"` an HTTP backend sends
+    /// raw text as one user message, which the server wraps in the chat template.
+    pub(crate) fn model_input<'a>(&self, request: &'a GenerationRequest) -> Cow<'a, PromptInput> {
+        match &request.prompt {
+            PromptInput::Text(text) if self.native().is_none() && self.config.endpoint == Endpoint::Chat => {
+                Cow::Owned(PromptInput::Chat(vec![ChatMessage::new("user", text.clone())]))
+            }
+            prompt => Cow::Borrowed(prompt),
+        }
+    }
+
     /// The prompt as the model receives it (after the chat template), with its tokens. For
     /// an HTTP backend it is rendered locally with the tokenizer's template, as the server
     /// is expected to.
     pub(crate) fn render(&self, request: &GenerationRequest) -> Result<RenderedPrompt, BackendError> {
-        match (&self.native, &request.prompt) {
-            (Some(n), prompt) => n.render(prompt),
-            // `endpoint = "chat"` sends raw text as one user message, which the server wraps.
-            (None, PromptInput::Text(text)) if self.config.endpoint == Endpoint::Chat => render_prompt(
-                &PromptInput::Chat(vec![ChatMessage::new("user", text.clone())]),
-                self.tokenizer.as_ref(),
-                self.chat_template.as_ref(),
-            ),
-            (None, prompt) => render_prompt(prompt, self.tokenizer.as_ref(), self.chat_template.as_ref()),
-        }
+        render_prompt(&self.model_input(request), self.tokenizer(), self.chat_template())
     }
 }
 
@@ -294,6 +318,6 @@ pub(crate) fn apply(
     model: &ModelRuntime,
 ) -> Result<Applied> {
     strategy
-        .apply(sample, prompt::template(spec), model.tokenizer.as_ref(), model.config.max_prompt_tokens)
+        .apply(sample, prompt::template(spec), model.tokenizer(), model.config.max_prompt_tokens)
         .map_err(anyhow::Error::from)
 }

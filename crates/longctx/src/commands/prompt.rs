@@ -32,14 +32,13 @@ pub(crate) fn run(args: &PromptArgs) -> Result<()> {
         .with_context(|| format!("{} sample {} ({})", spec.name, args.index, sample.id))?;
     let request = rt.request(spec, applied.prompt.clone());
     let rendered = rt.render(&request).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let window_note = match &rt.native {
+    let window_note = match rt.native() {
         Some(n) if rendered.ids.len() + request.max_new_tokens > n.window() => {
             format!(" (over the window of {}: the backend would reject it)", n.window())
         }
         _ => String::new(),
     };
-    let chat = matches!(request.prompt, PromptInput::Chat(_))
-        || (rt.native.is_none() && rt.config.endpoint == longctx_backends::openai::Endpoint::Chat);
+    let chat = matches!(*rt.model_input(&request), PromptInput::Chat(_));
     let mut out = std::io::stdout().lock();
     if args.json {
         let v = json!({

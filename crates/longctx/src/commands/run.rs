@@ -62,7 +62,7 @@ enum Outcome {
     Budget,
 }
 
-/// One sample of one variant to run.
+/// One sample of one variant, sent to a worker with the cost reserved for it.
 struct Unit {
     variant: usize,
     sample: usize,
@@ -422,11 +422,12 @@ fn run_dataset(job: &Job<'_>, files: &mut [DatasetFiles], state: &mut State) -> 
         job.rt.request(job.spec, String::new()).max_new_tokens as u64,
         0,
     );
-    let mut units: Vec<Unit> = Vec::new();
+    // (variant, sample) pairs not done yet, sample by sample.
+    let mut units: Vec<(usize, usize)> = Vec::new();
     for (si, s) in job.samples.iter().enumerate() {
         for (vi, f) in files.iter().enumerate() {
             if !f.done.contains(&s.id) {
-                units.push(Unit { variant: vi, sample: si, estimate: estimate_generation });
+                units.push((vi, si));
             }
         }
     }
@@ -470,18 +471,16 @@ fn run_dataset(job: &Job<'_>, files: &mut [DatasetFiles], state: &mut State) -> 
                     state.outcome = Outcome::Interrupted;
                     break;
                 }
-                let u = &units[next];
-                let (sum, n) = progress.context_costs[u.variant];
-                let estimate = u.estimate + if n > 0 { sum / n as f64 } else { 0.0 };
+                let (variant, sample) = units[next];
+                let (sum, n) = progress.context_costs[variant];
+                let estimate = estimate_generation + if n > 0 { sum / n as f64 } else { 0.0 };
                 if state.budget.is_some_and(|budget| state.spent + reserved + estimate > budget) {
                     stop = true;
                     state.outcome = Outcome::Budget;
                     break;
                 }
                 reserved += estimate;
-                work_tx
-                    .send(Unit { variant: u.variant, sample: u.sample, estimate })
-                    .expect("workers live while units are sent");
+                work_tx.send(Unit { variant, sample, estimate }).expect("workers live while units are sent");
                 in_flight += 1;
                 next += 1;
             }
