@@ -22,6 +22,32 @@ use longctx_models::tokenizer::HfTokenizer;
 
 use crate::Error;
 
+/// Weight precision of safetensors models (GGUF weights run quantized with f32
+/// activations), as the command line and experiment files name it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum Dtype {
+    /// 32-bit floats (exact comparisons with transformers).
+    #[default]
+    F32,
+    /// 16-bit floats.
+    F16,
+    /// bfloat16.
+    Bf16,
+}
+
+impl Dtype {
+    /// The candle dtype.
+    pub fn candle(self) -> DType {
+        match self {
+            Self::F32 => DType::F32,
+            Self::F16 => DType::F16,
+            Self::Bf16 => DType::BF16,
+        }
+    }
+}
+
 /// How to load and run a native model.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NativeOptions {

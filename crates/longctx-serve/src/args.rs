@@ -4,34 +4,12 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
-use candle_core::DType;
+pub use longctx_backends::native::Dtype;
 use longctx_backends::native::NativeOptions;
 
 use crate::faults::Faults;
 use crate::server::ServerConfig;
 use crate::Error;
-
-/// Weight precision of safetensors models (GGUF models run quantized).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Dtype {
-    /// 32-bit floats.
-    F32,
-    /// 16-bit floats.
-    F16,
-    /// bfloat16.
-    Bf16,
-}
-
-impl Dtype {
-    /// The candle dtype.
-    pub fn candle(self) -> DType {
-        match self {
-            Self::F32 => DType::F32,
-            Self::F16 => DType::F16,
-            Self::Bf16 => DType::BF16,
-        }
-    }
-}
 
 fn parse_rate(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+pub(crate) use longctx_backends::native::Dtype;
 
 /// Evaluate long-context strategies (full context, truncation, RAG, compression, RoPE
 /// scaling) on LongBench with scores identical to the official scorer.
@@ -308,17 +309,6 @@ pub(crate) struct DatasetsArgs {
     /// Load the LongBench-E file (`<name>_e.jsonl`).
     #[arg(long = "longbench-e", visible_alias = "e")]
     pub(crate) longbench_e: bool,
-}
-
-/// Weight precision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum Dtype {
-    /// 32-bit floats (exact comparisons with transformers).
-    F32,
-    /// 16-bit floats.
-    F16,
-    /// bfloat16.
-    Bf16,
 }
 
 #[derive(Debug, Args)]

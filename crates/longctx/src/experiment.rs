@@ -46,6 +46,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
+use longctx_backends::native::Dtype;
 use longctx_backends::openai::{Endpoint, EndpointConfig};
 use longctx_context::chunk::ChunkConfig;
 use longctx_context::rag::Order;
@@ -54,13 +55,54 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// One value or a list of values; lists expand into variants.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Deserialized by the shape of the value (a list or not) rather than by trying both, so that
+/// an error inside it (an unknown key of `[model]`, a wrong dtype) keeps its own message
+/// instead of serde's "did not match any variant of untagged enum".
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub(crate) enum OneOrMany<T> {
     /// A single value.
     One(T),
     /// Several values.
     Many(Vec<T>),
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for OneOrMany<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+        use serde::de::IntoDeserializer;
+
+        struct Shape<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Shape<T> {
+            type Value = OneOrMany<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a value or a list of values")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                Vec::deserialize(SeqAccessDeserializer::new(seq)).map(OneOrMany::Many)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map)).map(OneOrMany::One)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                T::deserialize(v.into_deserializer()).map(OneOrMany::One)
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                T::deserialize(v.into_deserializer()).map(OneOrMany::One)
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                T::deserialize(v.into_deserializer()).map(OneOrMany::One)
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                T::deserialize(v.into_deserializer()).map(OneOrMany::One)
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                T::deserialize(v.into_deserializer()).map(OneOrMany::One)
+            }
+        }
+        deserializer.deserialize_any(Shape(std::marker::PhantomData))
+    }
 }
 
 impl<T: Clone> OneOrMany<T> {
@@ -143,7 +185,7 @@ pub(crate) struct ModelConfig {
     /// OpenAI: first retry delay in seconds (doubled after each).
     pub(crate) backoff_s: Option<f64>,
     /// Native: `f32`, `f16` or `bf16` (safetensors models).
-    pub(crate) dtype: Option<String>,
+    pub(crate) dtype: Option<Dtype>,
     /// Native: RoPE override `KIND:FACTOR`.
     pub(crate) rope_scaling: Option<String>,
     /// Native: the window (default: from the model's config).
@@ -232,11 +274,6 @@ impl ModelConfig {
                     ],
                     "native",
                 )?;
-                if let Some(d) = &self.dtype {
-                    if !matches!(d.as_str(), "f32" | "f16" | "bf16") {
-                        bail!("model `{name}`: dtype `{d}` is not one of f32, f16, bf16");
-                    }
-                }
             }
             BackendKind::Openai => {
                 for (key, set) in [
@@ -711,8 +748,30 @@ datasets = ["qasper"]
         let bad = BASE.replace("path = \"m.gguf\"", "path = \"m.gguf\"\nbase_url = \"http://x\"")
             + "\n[[strategy]]\nkind = \"full\"\n";
         assert!(Experiment::parse(&bad).unwrap_err().to_string().contains("base_url"));
+        let bad = BASE.replace("path = \"m.gguf\"", "path = \"m.gguf\"\ndtype = \"f64\"")
+            + "\n[[strategy]]\nkind = \"full\"\n";
+        assert!(Experiment::parse(&bad).unwrap_err().to_string().contains("unknown variant `f64`"));
+        let bad =
+            BASE.replace("path = \"m.gguf\"", "path = \"m.gguf\"\ntypo_key = 1") + "\n[[strategy]]\nkind = \"full\"\n";
+        assert!(Experiment::parse(&bad).unwrap_err().to_string().contains("unknown field `typo_key`"));
         let dup = format!("{BASE}\n[[strategy]]\nkind = \"full\"\n[[strategy]]\nkind = \"full\"\n");
         assert!(Experiment::parse(&dup).unwrap().variants().unwrap_err().to_string().contains("full"));
+    }
+
+    #[test]
+    fn the_shipped_examples_parse() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+        let mut n = 0;
+        for entry in fs_err::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let e = Experiment::parse(&fs_err::read_to_string(&path).unwrap())
+                    .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+                assert!(!e.variants().unwrap().is_empty(), "{}", path.display());
+                n += 1;
+            }
+        }
+        assert_eq!(n, 7);
     }
 
     #[test]

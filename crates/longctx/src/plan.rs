@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use candle_core::DType;
 use longctx_backends::native::{render_prompt, NativeBackend, NativeOptions, RenderedPrompt};
 use longctx_backends::openai::{Endpoint, EndpointConfig, OpenAiBackend, OpenAiChat, OpenAiEmbedder};
 use longctx_bench::dataset::{self, DataSource, DatasetSpec, Suite};
@@ -111,14 +110,6 @@ enum Local {
     Http(Box<(HfTokenizer, Option<ChatTemplate>)>),
 }
 
-fn dtype(name: Option<&str>) -> DType {
-    match name {
-        Some("f16") => DType::F16,
-        Some("bf16") => DType::BF16,
-        _ => DType::F32,
-    }
-}
-
 impl ModelRuntime {
     /// Loads a native model, or connects an HTTP backend and loads its tokenizer.
     pub(crate) fn load(config: &ModelConfig) -> Result<Self> {
@@ -127,7 +118,7 @@ impl ModelRuntime {
             BackendKind::Native => {
                 let path = config.path.as_deref().expect("validated");
                 let options = NativeOptions {
-                    dtype: dtype(config.dtype.as_deref()),
+                    dtype: config.dtype.unwrap_or_default().candle(),
                     rope_scaling: config.rope_scaling.clone(),
                     context_window: config.context_window,
                     prefill_chunk: config.prefill_chunk.unwrap_or(512),

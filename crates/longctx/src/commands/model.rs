@@ -3,21 +3,11 @@
 use std::path::Path;
 
 use anyhow::Result;
-use candle_core::{DType, Device};
+use candle_core::Device;
 use longctx_backends::native::{load_model, NativeOptions};
 use longctx_models::load::Loaded;
 
 use crate::cli::Dtype;
-
-impl Dtype {
-    pub(crate) fn candle(self) -> DType {
-        match self {
-            Dtype::F32 => DType::F32,
-            Dtype::F16 => DType::F16,
-            Dtype::Bf16 => DType::BF16,
-        }
-    }
-}
 
 /// Loads a GGUF file, a Hugging Face model directory or a hub id with an optional `KIND:FACTOR` RoPE override.
 pub(crate) fn load(model: &Path, dtype: Dtype, rope_scaling: Option<&str>, device: &Device) -> Result<Loaded> {
