@@ -318,16 +318,7 @@ mod tests {
     }
 
     fn sample(context: &str, input: &str) -> Sample {
-        Sample {
-            id: "x".into(),
-            input: input.into(),
-            context: context.into(),
-            answers: vec![],
-            all_classes: None,
-            length: 0,
-            language: "en".into(),
-            dataset: "t".into(),
-        }
+        Sample::new("x", context, input)
     }
 
     const TEMPLATE: &str = "C: {context}\nQ: {input}";

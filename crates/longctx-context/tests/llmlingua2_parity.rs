@@ -68,16 +68,7 @@ fn compress_strategy_puts_the_compressed_context_in_the_prompt() {
     let model = Arc::new(LlmLingua2::load(&root.join("tests/fixtures/llmlingua2_tiny"), Some(&tokenizer)).unwrap());
     let context = "The committee met on Tuesday. It approved the budget for 2025 and adjourned at noon.\n\
                    Members asked for a report on the new building before the next meeting.";
-    let sample = Sample {
-        id: "x".into(),
-        input: "What was approved?".into(),
-        context: context.into(),
-        answers: vec![],
-        all_classes: None,
-        length: 0,
-        language: "en".into(),
-        dataset: "t".into(),
-    };
+    let sample = Sample::new("x", context, "What was approved?");
     let options = CompressOptions { rate: 0.5, force_tokens: vec!["\n".into()], ..CompressOptions::default() };
     let strategy = Compress { compressor: Arc::clone(&model), options: options.clone() };
     // The target model's tokenizer counts the prompt (here XLM-R's own, for the test).

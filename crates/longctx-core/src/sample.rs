@@ -26,3 +26,27 @@ pub struct Sample {
     /// Dataset name as written in the record.
     pub dataset: String,
 }
+
+impl Sample {
+    /// A record built by hand (tests, ad-hoc prompts, generated benchmarks): the given
+    /// context and input, no answers or classes, length 0, English, in dataset `dataset`.
+    ///
+    /// ```
+    /// use longctx_core::Sample;
+    /// let s = Sample::new("x", "a long context", "a question?");
+    /// assert_eq!((s.id.as_str(), s.context.as_str(), s.input.as_str()), ("x", "a long context", "a question?"));
+    /// assert!(s.answers.is_empty() && s.all_classes.is_none());
+    /// ```
+    pub fn new(id: impl Into<String>, context: impl Into<String>, input: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            input: input.into(),
+            context: context.into(),
+            answers: Vec::new(),
+            all_classes: None,
+            length: 0,
+            language: "en".into(),
+            dataset: String::new(),
+        }
+    }
+}
