@@ -150,19 +150,37 @@ impl ContextStrategy for Truncate {
         if let Some(n) = self.max_context_tokens {
             room = room.min(n);
         }
-        let before = count(tokenizer, &sample.context, false)?;
         // `truncate` counts special tokens; a context is counted without them here.
         let specials = count(tokenizer, "", true)?;
+        let mut before = None;
         // Token boundaries can shift where the context meets the template: shrink until the
         // prompt fits (a few tokens at most).
         for _ in 0..4 {
             let cut = truncate(&sample.context, tokenizer, room + specials, self.side)?;
-            let prompt_tokens = count(tokenizer, &fill(template, sample, &cut.text)?, true)?;
-            if prompt_tokens <= budget || room == 0 {
+            let before = *before.get_or_insert(cut.tokens_before.saturating_sub(specials));
+            let prompt = fill(template, sample, &cut.text)?;
+            let prompt_tokens = count(tokenizer, &prompt, true)?;
+            if prompt_tokens <= budget {
+                // The prompt fits: the final middle cut has nothing to do, so the prompt is
+                // not encoded again.
+                return Ok(Applied {
+                    prompt,
+                    context_tokens_before: before,
+                    context_tokens_after: cut.tokens_after.saturating_sub(specials),
+                    prompt_tokens_before: prompt_tokens,
+                    prompt_tokens,
+                    truncated: false,
+                    n_chunks: None,
+                    kept_chunks: None,
+                    usage: Usage::default(),
+                });
+            }
+            if room == 0 {
                 return finish(sample, template, tokenizer, budget, &cut.text, before, Usage::default());
             }
             room = room.saturating_sub(prompt_tokens - budget);
         }
+        let before = before.expect("the loop ran");
         finish(sample, template, tokenizer, budget, "", before, Usage::default())
     }
 }
