@@ -16,9 +16,10 @@ use longctx_models::chat_template::ChatTemplate;
 use longctx_models::generate::{generate_with, GenerationParams, StopReason};
 use longctx_models::gguf::load_gguf;
 use longctx_models::llama::{CausalLm, Llama};
-use longctx_models::load::{load_hf_dir, resolve_model, Loaded};
+use longctx_models::load::{load_hf_dir, resolve_model};
 use longctx_models::rope::RopeScaling;
 use longctx_models::tokenizer::HfTokenizer;
+use longctx_models::Loaded;
 
 use crate::Error;
 

@@ -20,11 +20,10 @@ use candle_core::{DType, Device, Tensor};
 use crate::chat_template::ChatTemplate;
 use crate::config::parse_override;
 use crate::llama::{Config, Embed, Llama, Part, Proj, WeightSource};
-use crate::load::Loaded;
 use crate::qmatmul::{BlockKind, QuantMatMul, QuantMatrix};
 use crate::rope::{RopeParams, RopeScaling};
 use crate::tokenizer::HfTokenizer;
-use crate::ModelError;
+use crate::{Loaded, ModelError};
 
 /// Architectures (`general.architecture`) the decoder runs.
 const ARCHITECTURES: &[&str] = &["llama", "qwen2"];

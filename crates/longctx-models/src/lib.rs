@@ -28,6 +28,19 @@ pub mod tokenizer;
 
 pub use config::{ConfigError, HfConfig};
 
+/// A model and its tokenizer, as the loaders of model directories ([`load::load_hf_dir`])
+/// and GGUF files ([`gguf::load_gguf`]) return them.
+pub struct Loaded {
+    /// The decoder.
+    pub model: llama::Llama,
+    /// Its tokenizer.
+    pub tokenizer: tokenizer::HfTokenizer,
+    /// Its chat template (`tokenizer_config.json`), if it has one.
+    pub chat_template: Option<chat_template::ChatTemplate>,
+    /// Bytes of the weight files.
+    pub weight_bytes: u64,
+}
+
 /// Errors of the model runtime.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {

@@ -13,7 +13,7 @@ use crate::chat_template::ChatTemplate;
 use crate::config::{parse_override, token_ids};
 use crate::llama::{Llama, LlamaHfConfig};
 use crate::tokenizer::HfTokenizer;
-use crate::ModelError;
+use crate::{Loaded, ModelError};
 
 /// The weight files of a model directory, in load order.
 pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>, ModelError> {
@@ -38,18 +38,6 @@ pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>, ModelError> {
         "{}: no model.safetensors or model.safetensors.index.json (expected a Hugging Face model directory)",
         dir.display()
     )))
-}
-
-/// A model and its tokenizer.
-pub struct Loaded {
-    /// The decoder.
-    pub model: Llama,
-    /// Its tokenizer.
-    pub tokenizer: HfTokenizer,
-    /// Its chat template (`tokenizer_config.json`), if it has one.
-    pub chat_template: Option<ChatTemplate>,
-    /// Bytes of the weight files.
-    pub weight_bytes: u64,
 }
 
 /// A special token of `tokenizer_config.json`: a string or an `AddedToken` object.

@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::Result;
 use candle_core::Device;
 use longctx_backends::native::{load_model, NativeOptions};
-use longctx_models::load::Loaded;
+use longctx_models::Loaded;
 
 use crate::cli::Dtype;
 
