@@ -9,6 +9,8 @@
 //! rows over rayon's pool (one kernel call per task when decoding). The activation quantization follows ggml's x86 path
 //! (`id = 127 / amax`, round half to even, `d` and `s` stored as f16).
 
+use std::ops::Range;
+
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 use half::f16;
 use rayon::prelude::*;
@@ -69,6 +71,63 @@ struct Q8Rows {
     s: Vec<f32>,
 }
 
+impl Q8Rows {
+    /// All the rows, borrowed for the kernels.
+    fn view(&self) -> ActRows<'_> {
+        ActRows { q: &self.q, d: &self.d, s: &self.s }
+    }
+}
+
+/// Consecutive weight rows of one [`QuantMatrix`], `nb` blocks each: the kernels' weight operand.
+#[derive(Debug, Clone, Copy)]
+struct WeightRows<'a> {
+    kind: BlockKind,
+    /// Quantized values, [`BlockKind::quant_bytes`] per block.
+    q: &'a [u8],
+    /// Block scales.
+    d: &'a [f32],
+    /// Q4_1's block minimums (empty for the other kinds).
+    m: &'a [f32],
+}
+
+impl WeightRows<'_> {
+    /// Rows `rows` of these, counted from the first.
+    // Inlined into the kernels' row loops, where the kind is then known per loop.
+    #[allow(clippy::inline_always)]
+    #[inline(always)]
+    fn rows(self, rows: Range<usize>, nb: usize) -> Self {
+        // The branch on the kind first: LLVM then specialises the kernels' loops per kind.
+        let m = if self.kind == BlockKind::Q4_1 { &self.m[rows.start * nb..rows.end * nb] } else { self.m };
+        let qb = self.kind.quant_bytes();
+        let (q, d) = (&self.q[rows.start * nb * qb..rows.end * nb * qb], &self.d[rows.start * nb..rows.end * nb]);
+        Self { kind: self.kind, q, d, m }
+    }
+}
+
+/// Consecutive rows of quantized activations ([`Q8Rows`]), `nb` blocks each: the kernels'
+/// activation operand.
+#[derive(Debug, Clone, Copy)]
+struct ActRows<'a> {
+    /// `QK` values per block.
+    q: &'a [i8],
+    /// Block scales.
+    d: &'a [f32],
+    /// Q8_1's `d · Σq` per block (empty for the other kinds).
+    s: &'a [f32],
+}
+
+impl ActRows<'_> {
+    /// Rows `rows` of these, counted from the first.
+    fn rows(self, rows: Range<usize>, nb: usize) -> Self {
+        Self {
+            q: &self.q[rows.start * nb * QK..rows.end * nb * QK],
+            d: &self.d[rows.start * nb..rows.end * nb],
+            // Empty unless the weights are Q4_1.
+            s: if self.s.is_empty() { self.s } else { &self.s[rows.start * nb..rows.end * nb] },
+        }
+    }
+}
+
 impl QuantMatrix {
     /// Unpacks raw GGML blocks of a `[rows, cols]` matrix.
     pub fn from_ggml(kind: BlockKind, rows: usize, cols: usize, data: &[u8]) -> candle_core::Result<Self> {
@@ -104,6 +163,11 @@ impl QuantMatrix {
     /// Input columns.
     pub fn cols(&self) -> usize {
         self.cols
+    }
+
+    /// All the rows, borrowed for the kernels.
+    fn weights(&self) -> WeightRows<'_> {
+        WeightRows { kind: self.kind, q: &self.nibbles, d: &self.scales, m: &self.mins }
     }
 
     /// Rows `ids` as f32 `[ids.len(), cols]` (an embedding lookup).
@@ -218,80 +282,19 @@ impl QuantMatrix {
 
     /// Weight rows `first..first + out.len()` times the single activation row of `x`.
     fn rows_times_one(&self, kernel: Kernel, first: usize, out: &mut [f32], x: &Q8Rows, nb: usize) {
-        let rows = first..first + out.len();
-        let qb = self.kind.quant_bytes();
-        let wq = &self.nibbles[rows.start * nb * qb..rows.end * nb * qb];
-        let wd = &self.scales[rows.start * nb..rows.end * nb];
-        let wm = if self.kind == BlockKind::Q4_1 { &self.mins[rows.start * nb..rows.end * nb] } else { &[][..] };
-        match kernel {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `Kernel::detect` chose these only where the CPU has the features.
-            Kernel::Avx2 => unsafe { x86::rows_avx2(self.kind, wq, wd, wm, &x.q, &x.d, &x.s, out) },
-            #[cfg(target_arch = "x86_64")]
-            Kernel::AvxVnni => unsafe { x86::rows_vnni(self.kind, wq, wd, wm, &x.q, &x.d, &x.s, out) },
-            Kernel::Scalar => {
-                for (r, slot) in out.iter_mut().enumerate() {
-                    *slot = self.dot(kernel, first + r, x, 0, nb);
-                }
-            }
-        }
+        kernel.rows(self.weights().rows(first..first + out.len(), nb), x.view(), out);
     }
 
     /// The product of weight row `j` with activation row `i`.
     fn dot(&self, kernel: Kernel, j: usize, x: &Q8Rows, i: usize, nb: usize) -> f32 {
-        let qb = self.kind.quant_bytes();
-        let wq = &self.nibbles[j * nb * qb..(j + 1) * nb * qb];
-        let wd = &self.scales[j * nb..(j + 1) * nb];
-        let xq = &x.q[i * nb * QK..(i + 1) * nb * QK];
-        let xd = &x.d[i * nb..(i + 1) * nb];
-        let (wm, xs) = match self.kind {
-            BlockKind::Q4_0 | BlockKind::Q8_0 => (&[][..], &[][..]),
-            BlockKind::Q4_1 => (&self.mins[j * nb..(j + 1) * nb], &x.s[i * nb..(i + 1) * nb]),
-        };
-        match kernel {
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: `Kernel::detect` chose these only where the CPU has the features.
-            Kernel::Avx2 => {
-                let mut out = 0f32;
-                unsafe { x86::rows_avx2(self.kind, wq, wd, wm, xq, xd, xs, std::slice::from_mut(&mut out)) };
-                out
-            }
-            #[cfg(target_arch = "x86_64")]
-            Kernel::AvxVnni => {
-                let mut out = 0f32;
-                // SAFETY: as above.
-                unsafe { x86::rows_vnni(self.kind, wq, wd, wm, xq, xd, xs, std::slice::from_mut(&mut out)) };
-                out
-            }
-            Kernel::Scalar => dot_scalar(self.kind, wq, wd, wm, xq, xd, xs),
-        }
+        let mut out = 0f32;
+        kernel.rows(self.weights().rows(j..j + 1, nb), x.view().rows(i..i + 1, nb), std::slice::from_mut(&mut out));
+        out
     }
-}
 
-impl QuantMatrix {
     /// Weight row `j` times activation rows `i..i + 4`.
     fn dot4(&self, kernel: Kernel, j: usize, x: &Q8Rows, i: usize, nb: usize) -> [f32; 4] {
-        match kernel {
-            #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 | Kernel::AvxVnni => {
-                let qb = self.kind.quant_bytes();
-                let wq = &self.nibbles[j * nb * qb..(j + 1) * nb * qb];
-                let wd = &self.scales[j * nb..(j + 1) * nb];
-                let wm = if self.kind == BlockKind::Q4_1 { &self.mins[j * nb..(j + 1) * nb] } else { &[][..] };
-                let xq = &x.q[i * nb * QK..(i + 4) * nb * QK];
-                let xd = &x.d[i * nb..(i + 4) * nb];
-                let xs = if self.kind == BlockKind::Q4_1 { &x.s[i * nb..(i + 4) * nb] } else { &[][..] };
-                // SAFETY: `Kernel::detect` chose these only where the CPU has the features.
-                unsafe {
-                    if kernel == Kernel::AvxVnni {
-                        x86::dot4_vnni(self.kind, wq, wd, wm, xq, xd, xs)
-                    } else {
-                        x86::dot4_avx2(self.kind, wq, wd, wm, xq, xd, xs)
-                    }
-                }
-            }
-            Kernel::Scalar => std::array::from_fn(|r| self.dot(kernel, j, x, i + r, nb)),
-        }
+        kernel.dot4(self.weights().rows(j..j + 1, nb), x.view().rows(i..i + 4, nb))
     }
 }
 
@@ -304,8 +307,11 @@ fn round_ties_even(x: f32) -> f32 {
     (x + MAGIC) - MAGIC
 }
 
-/// The block products in plain Rust: the reference the SIMD kernels are tested against.
-fn dot_scalar(kind: BlockKind, wq: &[u8], wd: &[f32], wm: &[f32], xq: &[i8], xd: &[f32], xs: &[f32]) -> f32 {
+/// One weight row times one activation row, the block products in plain Rust: the reference
+/// the SIMD kernels are tested against.
+fn dot_scalar(w: WeightRows<'_>, x: ActRows<'_>) -> f32 {
+    let WeightRows { kind, q: wq, d: wd, m: wm } = w;
+    let ActRows { q: xq, d: xd, s: xs } = x;
     let mut acc = 0f32;
     let mut mins = 0f32;
     for b in 0..wd.len() {
@@ -357,6 +363,40 @@ impl Kernel {
         }
         Kernel::Scalar
     }
+
+    /// The weight rows `w` times the single activation row `x`, one output per row.
+    fn rows(self, w: WeightRows<'_>, x: ActRows<'_>, out: &mut [f32]) {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Kernel::detect` chose these only where the CPU has the features.
+            Kernel::Avx2 => unsafe { x86::avx2::rows(w, x, out) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above.
+            Kernel::AvxVnni => unsafe { x86::vnni::rows(w, x, out) },
+            Kernel::Scalar => {
+                let nb = x.d.len();
+                for (r, slot) in out.iter_mut().enumerate() {
+                    *slot = dot_scalar(w.rows(r..r + 1, nb), x);
+                }
+            }
+        }
+    }
+
+    /// The single weight row `w` times the four activation rows `x`.
+    fn dot4(self, w: WeightRows<'_>, x: ActRows<'_>) -> [f32; 4] {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Kernel::detect` chose these only where the CPU has the features.
+            Kernel::Avx2 => unsafe { x86::avx2::dot4(w, x) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above.
+            Kernel::AvxVnni => unsafe { x86::vnni::dot4(w, x) },
+            Kernel::Scalar => {
+                let nb = w.d.len();
+                std::array::from_fn(|r| dot_scalar(w, x.rows(r..r + 1, nb)))
+            }
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -371,7 +411,7 @@ mod x86 {
         _mm_srli_epi16, _mm_sub_epi8,
     };
 
-    use super::{BlockKind, QK};
+    use super::{ActRows, BlockKind, WeightRows, QK};
 
     /// `Σ u8 · i8` over 32 lanes into 8 i32 sums: AVX-VNNI's `vpdpbusd`, or AVX2's
     /// `maddubs` + `madd` (no saturation: |u8| ≤ 15 here, so pair sums stay below 2¹⁵).
@@ -412,99 +452,64 @@ mod x86 {
         _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
     }
 
-    /// [`body`] over consecutive weight rows (`wd.len() / nb` of them) and one activation row,
-    /// compiled for AVX2 + FMA.
-    #[allow(clippy::too_many_arguments)]
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn rows_avx2(
-        kind: BlockKind,
-        wq: &[u8],
-        wd: &[f32],
-        wm: &[f32],
-        xq: &[i8],
-        xd: &[f32],
-        xs: &[f32],
-        out: &mut [f32],
-    ) {
-        rows::<false>(kind, wq, wd, wm, xq, xd, xs, out);
+    /// Emits module `$module` with the entry points [`rows`] and [`body4`] compiled for
+    /// `$features` (`$vnni`: whether these include AVX-VNNI).
+    macro_rules! entry_points {
+        ($(#[$doc:meta])* $module:ident, $features:literal, $vnni:literal) => {
+            $(#[$doc])*
+            pub(super) mod $module {
+                use super::{ActRows, WeightRows};
+
+                /// [`super::rows`] compiled for these features.
+                ///
+                /// # Safety
+                /// The CPU must have them.
+                #[target_feature(enable = $features)]
+                pub(crate) unsafe fn rows(w: WeightRows<'_>, x: ActRows<'_>, out: &mut [f32]) {
+                    super::rows::<$vnni>(w, x, out);
+                }
+
+                /// [`super::body4`] compiled for these features.
+                ///
+                /// # Safety
+                /// The CPU must have them.
+                #[target_feature(enable = $features)]
+                pub(crate) unsafe fn dot4(w: WeightRows<'_>, x: ActRows<'_>) -> [f32; 4] {
+                    super::body4::<$vnni>(w, x)
+                }
+            }
+        };
     }
 
-    /// [`rows_avx2`] with AVX-VNNI.
-    #[allow(clippy::too_many_arguments)]
-    #[target_feature(enable = "avx2,fma,avxvnni")]
-    pub(super) unsafe fn rows_vnni(
-        kind: BlockKind,
-        wq: &[u8],
-        wd: &[f32],
-        wm: &[f32],
-        xq: &[i8],
-        xd: &[f32],
-        xs: &[f32],
-        out: &mut [f32],
-    ) {
-        rows::<true>(kind, wq, wd, wm, xq, xd, xs, out);
-    }
+    entry_points!(
+        /// The kernels compiled for AVX2 + FMA.
+        avx2,
+        "avx2,fma",
+        false
+    );
+    entry_points!(
+        /// The kernels compiled for AVX2 + FMA + AVX-VNNI.
+        vnni,
+        "avx2,fma,avxvnni",
+        true
+    );
 
-    #[allow(clippy::too_many_arguments)]
+    /// [`body`] over the weight rows `w` (`w.d.len() / nb` of them) and the one activation row
+    /// `x`, one output per weight row.
     #[inline(always)]
-    unsafe fn rows<const VNNI: bool>(
-        kind: BlockKind,
-        wq: &[u8],
-        wd: &[f32],
-        wm: &[f32],
-        xq: &[i8],
-        xd: &[f32],
-        xs: &[f32],
-        out: &mut [f32],
-    ) {
-        let nb = xd.len();
+    unsafe fn rows<const VNNI: bool>(w: WeightRows<'_>, x: ActRows<'_>, out: &mut [f32]) {
+        let nb = x.d.len();
         for (r, slot) in out.iter_mut().enumerate() {
-            let wm = if kind == BlockKind::Q4_1 { &wm[r * nb..(r + 1) * nb] } else { wm };
-            let qb = kind.quant_bytes();
-            *slot = body::<VNNI>(kind, &wq[r * nb * qb..(r + 1) * nb * qb], &wd[r * nb..(r + 1) * nb], wm, xq, xd, xs);
+            *slot = body::<VNNI>(w.rows(r..r + 1, nb), x);
         }
     }
 
-    /// [`body4`] compiled for AVX2 + FMA.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn dot4_avx2(
-        kind: BlockKind,
-        wq: &[u8],
-        wd: &[f32],
-        wm: &[f32],
-        xq: &[i8],
-        xd: &[f32],
-        xs: &[f32],
-    ) -> [f32; 4] {
-        body4::<false>(kind, wq, wd, wm, xq, xd, xs)
-    }
-
-    /// [`body4`] compiled for AVX2 + FMA + AVX-VNNI.
-    #[target_feature(enable = "avx2,fma,avxvnni")]
-    pub(super) unsafe fn dot4_vnni(
-        kind: BlockKind,
-        wq: &[u8],
-        wd: &[f32],
-        wm: &[f32],
-        xq: &[i8],
-        xd: &[f32],
-        xs: &[f32],
-    ) -> [f32; 4] {
-        body4::<true>(kind, wq, wd, wm, xq, xd, xs)
-    }
-
-    /// One weight row times four consecutive activation rows (`xq`, `xd`, `xs` hold the four),
-    /// each accumulated exactly as [`body`] accumulates one.
+    /// One weight row `w` times four consecutive activation rows `x`, each accumulated exactly
+    /// as [`body`] accumulates one.
     #[inline(always)]
-    unsafe fn body4<const VNNI: bool>(
-        kind: BlockKind,
-        wq: &[u8],
-        wd: &[f32],
-        wm: &[f32],
-        xq: &[i8],
-        xd: &[f32],
-        xs: &[f32],
-    ) -> [f32; 4] {
+    unsafe fn body4<const VNNI: bool>(w: WeightRows<'_>, x: ActRows<'_>) -> [f32; 4] {
+        let WeightRows { kind, q: wq, d: wd, m: wm } = w;
+        let ActRows { q: xq, d: xd, s: xs } = x;
         let nb = wd.len();
         let mut acc = [_mm256_setzero_ps(); 4];
         let mut mins = [0f32; 4];
@@ -527,17 +532,11 @@ mod x86 {
         std::array::from_fn(|r| hsum(acc[r]) + mins[r])
     }
 
-    /// One weight row times one activation row, block by block as ggml's x86 kernels do.
+    /// One weight row `w` times one activation row `x`, block by block as ggml's x86 kernels do.
     #[inline(always)]
-    unsafe fn body<const VNNI: bool>(
-        kind: BlockKind,
-        wq: &[u8],
-        wd: &[f32],
-        wm: &[f32],
-        xq: &[i8],
-        xd: &[f32],
-        xs: &[f32],
-    ) -> f32 {
+    unsafe fn body<const VNNI: bool>(w: WeightRows<'_>, x: ActRows<'_>) -> f32 {
+        let WeightRows { kind, q: wq, d: wd, m: wm } = w;
+        let ActRows { q: xq, d: xd, s: xs } = x;
         let nb = wd.len();
         let mut acc = _mm256_setzero_ps();
         let mut mins = 0f32;
