@@ -2,9 +2,6 @@
 
 mod cli;
 mod commands;
-mod experiment;
-mod plan;
-mod store;
 
 use std::io::Write;
 use std::process::ExitCode;

@@ -20,139 +20,142 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::{Error, Result};
+
 /// Version of the manifest and prediction formats.
-pub(crate) const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 1;
 
 /// One variant as the manifest records it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct ManifestVariant {
+pub struct ManifestVariant {
     /// Directory name.
-    pub(crate) name: String,
+    pub name: String,
     /// Model name.
-    pub(crate) model: String,
+    pub model: String,
     /// The strategy with its parameters.
-    pub(crate) strategy: Value,
+    pub strategy: Value,
     /// Name without the swept parameters.
-    pub(crate) group: String,
+    pub group: String,
     /// Swept numeric parameters.
-    pub(crate) params: BTreeMap<String, f64>,
+    pub params: BTreeMap<String, f64>,
     /// Hash of what determines its predictions.
-    pub(crate) hash: String,
+    pub hash: String,
 }
 
 /// One model as the manifest records it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct ManifestModel {
+pub struct ManifestModel {
     /// Name.
-    pub(crate) name: String,
+    pub name: String,
     /// `native` or `openai`.
-    pub(crate) backend: String,
+    pub backend: String,
     /// What served it (`native:file.gguf`, `openai:model@url`); empty until it was loaded.
-    pub(crate) describe: String,
+    pub describe: String,
 }
 
 /// Totals over every prediction of the run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub(crate) struct Totals {
+pub struct Totals {
     /// Predictions written.
-    pub(crate) samples: u64,
+    pub samples: u64,
     /// Samples whose last attempt failed.
-    pub(crate) failed: u64,
+    pub failed: u64,
     /// US dollars.
-    pub(crate) cost_usd: f64,
+    pub cost_usd: f64,
     /// Prompt tokens the model received.
-    pub(crate) prompt_tokens: u64,
+    pub prompt_tokens: u64,
     /// Tokens generated.
-    pub(crate) completion_tokens: u64,
+    pub completion_tokens: u64,
 }
 
 /// One invocation of `longctx run` on the directory.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct Session {
+pub struct Session {
     /// RFC 3339 start.
-    pub(crate) started_at: String,
+    pub started_at: String,
     /// RFC 3339 end (null while running or after a kill).
-    pub(crate) finished_at: Option<String>,
+    pub finished_at: Option<String>,
     /// How it ended.
-    pub(crate) status: String,
+    pub status: String,
     /// Predictions it wrote.
-    pub(crate) written: u64,
+    pub written: u64,
 }
 
 /// `manifest.json`: what the run is (config, hashes, versions) and how it went.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct Manifest {
+pub struct Manifest {
     /// [`SCHEMA_VERSION`].
-    pub(crate) schema_version: u32,
+    pub schema_version: u32,
     /// The experiment's name.
-    pub(crate) experiment: String,
+    pub experiment: String,
     /// Hash of the variants' hashes.
-    pub(crate) config_hash: String,
+    pub config_hash: String,
     /// The experiment as parsed.
-    pub(crate) config: Value,
+    pub config: Value,
     /// longctx's version.
-    pub(crate) longctx_version: String,
+    pub longctx_version: String,
     /// The git commit longctx was built from, when known.
-    pub(crate) git_hash: Option<String>,
+    pub git_hash: Option<String>,
     /// `longbench` or `longbench-e`.
-    pub(crate) suite: String,
+    pub suite: String,
     /// The baseline variant of the report.
-    pub(crate) baseline: String,
+    pub baseline: String,
     /// Datasets.
-    pub(crate) datasets: Vec<String>,
+    pub datasets: Vec<String>,
     /// Variants.
-    pub(crate) variants: Vec<ManifestVariant>,
+    pub variants: Vec<ManifestVariant>,
     /// Models.
-    pub(crate) models: Vec<ManifestModel>,
+    pub models: Vec<ManifestModel>,
     /// Start of the first session.
-    pub(crate) started_at: String,
+    pub started_at: String,
     /// End of the last complete session.
-    pub(crate) finished_at: Option<String>,
+    pub finished_at: Option<String>,
     /// `running`, `complete`, `incomplete` (failed samples), `interrupted` or
     /// `budget_exhausted`.
-    pub(crate) status: String,
+    pub status: String,
     /// Totals.
-    pub(crate) totals: Totals,
+    pub totals: Totals,
     /// Every invocation.
-    pub(crate) sessions: Vec<Session>,
+    pub sessions: Vec<Session>,
 }
 
 impl Manifest {
-    pub(crate) fn path(dir: &Path) -> PathBuf {
+    /// `<dir>/manifest.json`.
+    pub fn path(dir: &Path) -> PathBuf {
         dir.join("manifest.json")
     }
 
-    pub(crate) fn load(dir: &Path) -> Result<Option<Self>> {
+    /// The manifest of run directory `dir`, if it has one.
+    pub fn load(dir: &Path) -> Result<Option<Self>> {
         let path = Self::path(dir);
         if !path.is_file() {
             return Ok(None);
         }
         let text = fs_err::read_to_string(&path)?;
-        let m: Manifest =
-            serde_json::from_str(&text).with_context(|| format!("{}: not a run manifest", path.display()))?;
+        let m: Manifest = serde_json::from_str(&text)
+            .map_err(|e| Error::Invalid(format!("not a run manifest: {e}")).in_file(&path))?;
         if m.schema_version > SCHEMA_VERSION {
-            bail!(
-                "{}: schema version {} is newer than this longctx ({SCHEMA_VERSION})",
-                path.display(),
+            return Err(Error::Invalid(format!(
+                "schema version {} is newer than this longctx ({SCHEMA_VERSION})",
                 m.schema_version
-            );
+            ))
+            .in_file(&path));
         }
         Ok(Some(m))
     }
 
     /// Writes the manifest atomically.
-    pub(crate) fn save(&self, dir: &Path) -> Result<()> {
+    pub fn save(&self, dir: &Path) -> Result<()> {
         let text = serde_json::to_string_pretty(self)? + "\n";
         write_atomic(&Self::path(dir), text.as_bytes())
     }
 }
 
 /// Writes `bytes` to a temporary file beside `path` and renames it over `path`.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     {
         let mut f = fs_err::File::create(&tmp)?;
@@ -163,10 +166,14 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+fn bad_line(path: &Path, line: usize, message: String) -> Error {
+    Error::BadLine { path: path.to_path_buf(), line, message }
+}
+
 /// Reads a JSONL file of objects with an `id`: the lines in order. A torn last line (no
 /// newline and not JSON, as a kill leaves it) is cut off the file; any other bad line is an
 /// error naming the file and line.
-pub(crate) fn read_lines(path: &Path) -> Result<Vec<Value>> {
+pub fn read_lines(path: &Path) -> Result<Vec<Value>> {
     if !path.is_file() {
         return Ok(Vec::new());
     }
@@ -186,27 +193,27 @@ pub(crate) fn read_lines(path: &Path) -> Result<Vec<Value>> {
                 f.set_len(pos as u64)?;
                 break;
             }
-            (Ok(_), Some(_)) => bail!("{}:{line_no}: the line has no string `id`", path.display()),
-            (Err(e), Some(_)) => bail!("{}:{line_no}: not a JSON object: {e}", path.display()),
+            (Ok(_), Some(_)) => return Err(bad_line(path, line_no, "the line has no string `id`".into())),
+            (Err(e), Some(_)) => return Err(bad_line(path, line_no, format!("not a JSON object: {e}"))),
         }
         pos = end.map_or(bytes.len(), |e| e + 1);
     }
     Ok(out)
 }
 
-/// An append-only JSONL file.
-pub(crate) struct Appender {
+/// An append-only JSONL file, opened at the first line written.
+struct Appender {
     path: PathBuf,
     file: Option<fs_err::File>,
 }
 
 impl Appender {
-    pub(crate) fn new(path: PathBuf) -> Self {
+    fn new(path: PathBuf) -> Self {
         Self { path, file: None }
     }
 
     /// Appends one line in a single write and flushes it.
-    pub(crate) fn append(&mut self, v: &Value) -> Result<()> {
+    fn append(&mut self, v: &Value) -> Result<()> {
         if self.file.is_none() {
             if let Some(dir) = self.path.parent() {
                 fs_err::create_dir_all(dir)?;
@@ -222,93 +229,119 @@ impl Appender {
     }
 }
 
-/// The prediction and failure files of one variant and dataset.
-pub(crate) struct DatasetFiles {
+/// The prediction and failure files of one variant and dataset, read once when opened and
+/// kept in memory (with what this session appends), so that resuming, compaction and the
+/// totals never read them again.
+pub struct DatasetFiles {
     /// Predictions written so far (by id).
-    pub(crate) done: HashSet<String>,
-    /// Cost of the predictions already there.
-    pub(crate) cost_so_far: f64,
-    predictions: Appender,
-    failures: Appender,
-    failed_path: PathBuf,
+    pub done: HashSet<String>,
+    /// The prediction lines, in the order written.
+    predictions: Vec<Value>,
+    /// The failure lines, in the order written.
+    failures: Vec<Value>,
+    prediction_file: Appender,
+    failure_file: Appender,
     path: PathBuf,
+    failed_path: PathBuf,
 }
 
 impl DatasetFiles {
-    pub(crate) fn open(variant_dir: &Path, dataset: &str) -> Result<Self> {
+    /// Opens (reads) `<variant_dir>/<dataset>.jsonl` and `<variant_dir>/failed/<dataset>.jsonl`,
+    /// dropping a torn last line; a sample that appears twice is an error.
+    pub fn open(variant_dir: &Path, dataset: &str) -> Result<Self> {
         let path = variant_dir.join(format!("{dataset}.jsonl"));
         let failed_path = variant_dir.join("failed").join(format!("{dataset}.jsonl"));
-        let lines = read_lines(&path)?;
+        let predictions = read_lines(&path)?;
         let mut done = HashSet::new();
-        let mut cost_so_far = 0.0;
-        for (i, v) in lines.iter().enumerate() {
+        for (i, v) in predictions.iter().enumerate() {
             let id = v["id"].as_str().expect("read_lines checks ids").to_string();
             if !done.insert(id.clone()) {
-                bail!("{}:{}: sample `{id}` appears twice", path.display(), i + 1);
+                return Err(bad_line(&path, i + 1, format!("sample `{id}` appears twice")));
             }
-            cost_so_far += v["cost_usd"].as_f64().unwrap_or(0.0);
         }
-        read_lines(&failed_path)?;
+        let failures = read_lines(&failed_path)?;
         Ok(Self {
             done,
-            cost_so_far,
-            predictions: Appender::new(path.clone()),
-            failures: Appender::new(failed_path.clone()),
-            failed_path,
+            predictions,
+            failures,
+            prediction_file: Appender::new(path.clone()),
+            failure_file: Appender::new(failed_path.clone()),
             path,
+            failed_path,
         })
     }
 
-    pub(crate) fn write_prediction(&mut self, id: &str, v: &Value) -> Result<()> {
-        self.predictions.append(v)?;
+    /// The prediction lines (those of earlier sessions, then this session's).
+    pub fn predictions(&self) -> &[Value] {
+        &self.predictions
+    }
+
+    /// The samples whose last attempt failed and that have no prediction.
+    pub fn failed(&self) -> usize {
+        let failed: HashSet<&str> =
+            self.failures.iter().filter_map(|f| f["id"].as_str()).filter(|id| !self.done.contains(*id)).collect();
+        failed.len()
+    }
+
+    /// The cost of the predictions written so far.
+    pub fn cost(&self) -> f64 {
+        self.predictions.iter().map(|v| v["cost_usd"].as_f64().unwrap_or(0.0)).sum()
+    }
+
+    /// Appends a prediction (one write, flushed).
+    pub fn write_prediction(&mut self, id: &str, v: Value) -> Result<()> {
+        self.prediction_file.append(&v)?;
         self.done.insert(id.to_string());
+        self.predictions.push(v);
         Ok(())
     }
 
-    pub(crate) fn write_failure(&mut self, v: &Value) -> Result<()> {
-        self.failures.append(v)
+    /// Appends a failure (one write, flushed).
+    pub fn write_failure(&mut self, v: Value) -> Result<()> {
+        self.failure_file.append(&v)?;
+        self.failures.push(v);
+        Ok(())
     }
 
     /// Rewrites the predictions in `order` (the dataset's ids) and keeps only the last
     /// failure of each sample that still has no prediction. Returns the number of failures
     /// left.
-    pub(crate) fn compact(&mut self, order: &[String]) -> Result<usize> {
-        self.predictions = Appender::new(self.path.clone());
-        self.failures = Appender::new(self.failed_path.clone());
-        let lines = read_lines(&self.path)?;
+    pub fn compact(&mut self, order: &[String]) -> Result<usize> {
+        self.prediction_file = Appender::new(self.path.clone());
+        self.failure_file = Appender::new(self.failed_path.clone());
         let rank: HashMap<&str, usize> = order.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
-        let mut sorted: Vec<&Value> = lines.iter().collect();
-        sorted.sort_by_key(|v| rank.get(v["id"].as_str().unwrap_or_default()).copied().unwrap_or(usize::MAX));
-        if !sorted.is_empty() {
-            let mut text = String::new();
-            for v in sorted {
-                text.push_str(&serde_json::to_string(v)?);
-                text.push('\n');
-            }
-            write_atomic(&self.path, text.as_bytes())?;
+        let position = |v: &Value| rank.get(v["id"].as_str().unwrap_or_default()).copied().unwrap_or(usize::MAX);
+        // A stable sort: ids outside `order` keep their relative order at the end.
+        self.predictions.sort_by_key(position);
+        if !self.predictions.is_empty() {
+            write_atomic(&self.path, jsonl(&self.predictions)?.as_bytes())?;
         }
-        let failures = read_lines(&self.failed_path)?;
-        let mut last: BTreeMap<usize, &Value> = BTreeMap::new();
-        for f in &failures {
-            let id = f["id"].as_str().unwrap_or_default();
-            if !self.done.contains(id) {
-                last.insert(rank.get(id).copied().unwrap_or(usize::MAX), f);
+        let mut last: BTreeMap<usize, Value> = BTreeMap::new();
+        for f in &self.failures {
+            if !self.done.contains(f["id"].as_str().unwrap_or_default()) {
+                last.insert(position(f), f.clone());
             }
         }
-        if last.is_empty() {
+        self.failures = last.into_values().collect();
+        if self.failures.is_empty() {
             if self.failed_path.is_file() {
                 fs_err::remove_file(&self.failed_path)?;
             }
         } else {
-            let mut text = String::new();
-            for v in last.values() {
-                text.push_str(&serde_json::to_string(v)?);
-                text.push('\n');
-            }
-            write_atomic(&self.failed_path, text.as_bytes())?;
+            write_atomic(&self.failed_path, jsonl(&self.failures)?.as_bytes())?;
         }
-        Ok(last.len())
+        Ok(self.failures.len())
     }
+}
+
+/// Values as JSON lines.
+fn jsonl(values: &[Value]) -> Result<String> {
+    let mut text = String::new();
+    for v in values {
+        text.push_str(&serde_json::to_string(v)?);
+        text.push('\n');
+    }
+    Ok(text)
 }
 
 #[cfg(test)]
@@ -336,16 +369,18 @@ mod tests {
     fn resume_skips_done_ids_and_compaction_restores_dataset_order() {
         let dir = tempfile::tempdir().unwrap();
         let mut f = DatasetFiles::open(dir.path(), "qasper").unwrap();
-        f.write_prediction("b", &json!({"id": "b", "pred": "2", "cost_usd": 0.5})).unwrap();
-        f.write_failure(&json!({"id": "a", "error": "boom"})).unwrap();
-        f.write_failure(&json!({"id": "c", "error": "boom"})).unwrap();
+        f.write_prediction("b", json!({"id": "b", "pred": "2", "cost_usd": 0.5})).unwrap();
+        f.write_failure(json!({"id": "a", "error": "boom"})).unwrap();
+        f.write_failure(json!({"id": "c", "error": "boom"})).unwrap();
         drop(f);
         let mut f = DatasetFiles::open(dir.path(), "qasper").unwrap();
         assert!(f.done.contains("b") && !f.done.contains("a"));
-        assert_eq!(f.cost_so_far, 0.5);
-        f.write_prediction("a", &json!({"id": "a", "pred": "1"})).unwrap();
+        assert_eq!((f.cost(), f.failed()), (0.5, 2));
+        f.write_prediction("a", json!({"id": "a", "pred": "1"})).unwrap();
+        assert_eq!(f.failed(), 1);
         let left = f.compact(&["a".into(), "b".into(), "c".into()]).unwrap();
         assert_eq!(left, 1);
+        assert_eq!(f.predictions().len(), 2);
         let text = fs_err::read_to_string(dir.path().join("qasper.jsonl")).unwrap();
         assert_eq!(text, "{\"id\":\"a\",\"pred\":\"1\"}\n{\"cost_usd\":0.5,\"id\":\"b\",\"pred\":\"2\"}\n");
         let failed = fs_err::read_to_string(dir.path().join("failed/qasper.jsonl")).unwrap();

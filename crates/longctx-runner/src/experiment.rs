@@ -45,7 +45,6 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
 use longctx_backends::native::Dtype;
 use longctx_backends::openai::{Endpoint, EndpointConfig};
 use longctx_context::chunk::ChunkConfig;
@@ -54,6 +53,8 @@ use longctx_context::truncate::Side;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::{Error, Result};
+
 /// One value or a list of values; lists expand into variants.
 ///
 /// Deserialized by the shape of the value (a list or not) rather than by trying both, so that
@@ -61,7 +62,7 @@ use sha2::{Digest, Sha256};
 /// instead of serde's "did not match any variant of untagged enum".
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
-pub(crate) enum OneOrMany<T> {
+pub enum OneOrMany<T> {
     /// A single value.
     One(T),
     /// Several values.
@@ -106,7 +107,8 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for OneOrMany<T> {
 }
 
 impl<T: Clone> OneOrMany<T> {
-    pub(crate) fn values(&self) -> Vec<T> {
+    /// The values: one, or the list.
+    pub fn values(&self) -> Vec<T> {
         match self {
             OneOrMany::One(v) => vec![v.clone()],
             OneOrMany::Many(v) => v.clone(),
@@ -117,25 +119,25 @@ impl<T: Clone> OneOrMany<T> {
 /// The experiment file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct Experiment {
+pub struct Experiment {
     /// Name of the run directory.
-    pub(crate) name: String,
+    pub name: String,
     /// Where run directories go.
     #[serde(default = "default_output_dir")]
-    pub(crate) output_dir: PathBuf,
+    pub output_dir: PathBuf,
     /// The model(s).
-    pub(crate) model: OneOrMany<ModelConfig>,
+    pub model: OneOrMany<ModelConfig>,
     /// The data.
-    pub(crate) benchmark: BenchmarkConfig,
+    pub benchmark: BenchmarkConfig,
     /// The strategies.
     #[serde(rename = "strategy")]
-    pub(crate) strategies: Vec<StrategyConfig>,
+    pub strategies: Vec<StrategyConfig>,
     /// Report settings.
     #[serde(default)]
-    pub(crate) report: ReportConfig,
+    pub report: ReportConfig,
     /// Prices and budget.
     #[serde(default)]
-    pub(crate) pricing: PricingConfig,
+    pub pricing: PricingConfig,
 }
 
 fn default_output_dir() -> PathBuf {
@@ -145,7 +147,7 @@ fn default_output_dir() -> PathBuf {
 /// Which backend serves the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub(crate) enum BackendKind {
+pub enum BackendKind {
     /// The candle runtime in this process.
     Native,
     /// An OpenAI-compatible server.
@@ -155,61 +157,61 @@ pub(crate) enum BackendKind {
 /// A model and how to reach it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct ModelConfig {
+pub struct ModelConfig {
     /// Name in variant names, reports and the price table (default: the file name or the
     /// served model).
-    pub(crate) name: Option<String>,
+    pub name: Option<String>,
     /// `native` or `openai`.
-    pub(crate) backend: BackendKind,
+    pub backend: BackendKind,
     /// Native: GGUF file, model directory or hub id.
-    pub(crate) path: Option<String>,
+    pub path: Option<String>,
     /// OpenAI: the tokenizer used to fit prompts to the budget (GGUF file, model directory
     /// or hub id); it must be the served model's.
-    pub(crate) tokenizer: Option<String>,
+    pub tokenizer: Option<String>,
     /// OpenAI: base URL of the server.
-    pub(crate) base_url: Option<String>,
+    pub base_url: Option<String>,
     /// OpenAI: the served model's name.
-    pub(crate) model: Option<String>,
+    pub model: Option<String>,
     /// OpenAI: environment variable holding the API key (never written anywhere).
-    pub(crate) api_key_env: Option<String>,
+    pub api_key_env: Option<String>,
     /// OpenAI: `auto` (chat prompts to /v1/chat/completions, raw text to /v1/completions),
     /// `chat` or `completions`.
     #[serde(default)]
-    pub(crate) endpoint: Endpoint,
+    pub endpoint: Endpoint,
     /// OpenAI: requests in flight.
-    pub(crate) concurrency: Option<usize>,
+    pub concurrency: Option<usize>,
     /// OpenAI: seconds before a request times out.
-    pub(crate) timeout_s: Option<f64>,
+    pub timeout_s: Option<f64>,
     /// OpenAI: retries after the first attempt.
-    pub(crate) max_retries: Option<u32>,
+    pub max_retries: Option<u32>,
     /// OpenAI: first retry delay in seconds (doubled after each).
-    pub(crate) backoff_s: Option<f64>,
+    pub backoff_s: Option<f64>,
     /// Native: `f32`, `f16` or `bf16` (safetensors models).
-    pub(crate) dtype: Option<Dtype>,
+    pub dtype: Option<Dtype>,
     /// Native: RoPE override `KIND:FACTOR`.
-    pub(crate) rope_scaling: Option<String>,
+    pub rope_scaling: Option<String>,
     /// Native: the window (default: from the model's config).
-    pub(crate) context_window: Option<usize>,
+    pub context_window: Option<usize>,
     /// Native: prompt tokens per prefill pass.
-    pub(crate) prefill_chunk: Option<usize>,
+    pub prefill_chunk: Option<usize>,
     /// The prompt budget in tokens (LongBench's `model2maxlen`).
-    pub(crate) max_prompt_tokens: usize,
+    pub max_prompt_tokens: usize,
     /// A cap on LongBench's generation length per dataset.
-    pub(crate) max_new_tokens: Option<usize>,
+    pub max_new_tokens: Option<usize>,
     /// Sampling temperature (0: greedy, the default).
     #[serde(default)]
-    pub(crate) temperature: f64,
+    pub temperature: f64,
     /// Sampling seed.
     #[serde(default)]
-    pub(crate) seed: u64,
+    pub seed: u64,
     /// `false` never uses the chat template; by default LongBench's rule applies (the
     /// few-shot and code datasets go without it).
-    pub(crate) chat_template: Option<bool>,
+    pub chat_template: Option<bool>,
 }
 
 impl ModelConfig {
     /// The name used in variant names and the price table.
-    pub(crate) fn display_name(&self) -> String {
+    pub fn display_name(&self) -> String {
         if let Some(n) = &self.name {
             return n.clone();
         }
@@ -236,11 +238,17 @@ impl ModelConfig {
     }
 
     /// The HTTP endpoint settings (OpenAI backend).
-    pub(crate) fn endpoint_config(&self) -> Result<EndpointConfig> {
+    pub fn endpoint_config(&self) -> Result<EndpointConfig> {
         let d = EndpointConfig::default();
         Ok(EndpointConfig {
-            base_url: self.base_url.clone().context("the openai backend needs `base_url`")?,
-            model: self.model.clone().context("the openai backend needs `model` (the served model's name)")?,
+            base_url: self
+                .base_url
+                .clone()
+                .ok_or_else(|| Error::Invalid("the openai backend needs `base_url`".into()))?,
+            model: self
+                .model
+                .clone()
+                .ok_or_else(|| Error::Invalid("the openai backend needs `model` (the served model's name)".into()))?,
             api_key_env: self.api_key_env.clone(),
             timeout_s: self.timeout_s.unwrap_or(d.timeout_s),
             max_retries: self.max_retries.unwrap_or(d.max_retries),
@@ -254,7 +262,7 @@ impl ModelConfig {
         let misplaced = |keys: &[(&str, bool)], backend: &str| -> Result<()> {
             for (key, set) in keys {
                 if *set {
-                    bail!("model `{name}`: `{key}` does not apply to the {backend} backend");
+                    invalid!("model `{name}`: `{key}` does not apply to the {backend} backend");
                 }
             }
             Ok(())
@@ -262,7 +270,9 @@ impl ModelConfig {
         match self.backend {
             BackendKind::Native => {
                 if self.path.is_none() {
-                    bail!("model `{name}`: the native backend needs `path` (a GGUF file, model directory or hub id)");
+                    invalid!(
+                        "model `{name}`: the native backend needs `path` (a GGUF file, model directory or hub id)"
+                    );
                 }
                 misplaced(
                     &[
@@ -282,7 +292,7 @@ impl ModelConfig {
                     ("tokenizer", self.tokenizer.is_some()),
                 ] {
                     if !set {
-                        bail!("model `{name}`: the openai backend needs `{key}`");
+                        invalid!("model `{name}`: the openai backend needs `{key}`");
                     }
                 }
                 misplaced(
@@ -297,7 +307,7 @@ impl ModelConfig {
             }
         }
         if self.max_prompt_tokens == 0 {
-            bail!("model `{name}`: max_prompt_tokens must be positive");
+            invalid!("model `{name}`: max_prompt_tokens must be positive");
         }
         Ok(())
     }
@@ -306,16 +316,16 @@ impl ModelConfig {
 /// Which data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct BenchmarkConfig {
+pub struct BenchmarkConfig {
     /// `longbench` or `longbench-e`.
     #[serde(default = "default_suite")]
-    pub(crate) suite: String,
+    pub suite: String,
     /// A directory of `<dataset>.jsonl` files or LongBench's `data.zip`; default: the hub.
-    pub(crate) data_dir: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
     /// Datasets (default: every dataset of the suite).
-    pub(crate) datasets: Option<Vec<String>>,
+    pub datasets: Option<Vec<String>>,
     /// Samples per dataset (first ones in file order).
-    pub(crate) limit: Option<usize>,
+    pub limit: Option<usize>,
 }
 
 fn default_suite() -> String {
@@ -325,7 +335,7 @@ fn default_suite() -> String {
 /// An embedder for RAG.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub(crate) enum EmbedderConfig {
+pub enum EmbedderConfig {
     /// A sentence-transformers directory run natively (e.g. all-MiniLM-L6-v2).
     Native {
         /// The directory.
@@ -349,7 +359,7 @@ pub(crate) enum EmbedderConfig {
 /// A reranker for advanced RAG.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub(crate) enum RerankerConfig {
+pub enum RerankerConfig {
     /// An LLM judge over `/v1/chat/completions`.
     Llm {
         /// Base URL.
@@ -369,7 +379,7 @@ pub(crate) enum RerankerConfig {
 /// One `[[strategy]]` entry; list-valued parameters expand into variants.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub(crate) enum StrategyConfig {
+pub enum StrategyConfig {
     /// The whole context with LongBench's middle truncation of the prompt.
     Full {
         /// Variant name (default `full`).
@@ -425,28 +435,29 @@ pub(crate) enum StrategyConfig {
 /// Report settings.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct ReportConfig {
+pub struct ReportConfig {
     /// The variant every other is normalized to (default: the first).
-    pub(crate) baseline: Option<String>,
+    pub baseline: Option<String>,
 }
 
 /// Prices of one model or endpoint.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct Price {
+pub struct Price {
     /// USD per million input tokens.
     #[serde(default)]
-    pub(crate) input: f64,
+    pub input: f64,
     /// USD per million output tokens.
     #[serde(default)]
-    pub(crate) output: f64,
+    pub output: f64,
     /// USD per request.
     #[serde(default)]
-    pub(crate) per_request: f64,
+    pub per_request: f64,
 }
 
 impl Price {
-    pub(crate) fn cost(&self, prompt_tokens: u64, completion_tokens: u64, requests: u64) -> f64 {
+    /// The cost in US dollars of tokens and requests at these prices.
+    pub fn cost(&self, prompt_tokens: u64, completion_tokens: u64, requests: u64) -> f64 {
         (prompt_tokens as f64 * self.input + completion_tokens as f64 * self.output) / 1e6
             + requests as f64 * self.per_request
     }
@@ -455,16 +466,17 @@ impl Price {
 /// Prices per model or endpoint name, and the budget.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct PricingConfig {
+pub struct PricingConfig {
     /// Stop (resumably) before the run's cost would exceed this many US dollars.
-    pub(crate) budget_usd: Option<f64>,
+    pub budget_usd: Option<f64>,
     /// Prices by model name (generation) or endpoint model name (embeddings, reranker).
     #[serde(default)]
-    pub(crate) prices: BTreeMap<String, Price>,
+    pub prices: BTreeMap<String, Price>,
 }
 
 impl PricingConfig {
-    pub(crate) fn price(&self, name: &str) -> Price {
+    /// The prices of a model or endpoint (zero when not listed).
+    pub fn price(&self, name: &str) -> Price {
         self.prices.get(name).copied().unwrap_or_default()
     }
 }
@@ -472,7 +484,7 @@ impl PricingConfig {
 /// One strategy with every parameter fixed.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-pub(crate) enum VariantStrategy {
+pub enum VariantStrategy {
     /// Full context.
     Full,
     /// Truncation.
@@ -512,23 +524,23 @@ pub(crate) enum VariantStrategy {
 
 /// A model × strategy with every parameter fixed: one directory of the run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub(crate) struct Variant {
+pub struct Variant {
     /// Directory name.
-    pub(crate) name: String,
+    pub name: String,
     /// Index into the experiment's models.
     #[serde(skip)]
-    pub(crate) model_index: usize,
+    pub model_index: usize,
     /// Model name.
-    pub(crate) model: String,
+    pub model: String,
     /// The strategy.
-    pub(crate) strategy: VariantStrategy,
+    pub strategy: VariantStrategy,
     /// The variant name without the swept parameters (variants of one group differ only by
     /// `params`).
-    pub(crate) group: String,
+    pub group: String,
     /// Swept numeric parameters (`k`, `rate`, `max_context_tokens`).
-    pub(crate) params: BTreeMap<String, f64>,
+    pub params: BTreeMap<String, f64>,
     /// Hash of everything that changes this variant's predictions.
-    pub(crate) hash: String,
+    pub hash: String,
 }
 
 fn side_name(side: Side) -> &'static str {
@@ -540,7 +552,7 @@ fn side_name(side: Side) -> &'static str {
 }
 
 /// A short hex SHA-256 of a JSON value.
-pub(crate) fn hash_json(v: &serde_json::Value) -> String {
+pub fn hash_json(v: &serde_json::Value) -> String {
     let digest = Sha256::digest(v.to_string().as_bytes());
     digest.iter().fold(String::with_capacity(64), |mut out, b| {
         let _ = write!(out, "{b:02x}");
@@ -550,23 +562,24 @@ pub(crate) fn hash_json(v: &serde_json::Value) -> String {
 
 impl Experiment {
     /// Parses and validates an experiment file's text.
-    pub(crate) fn parse(text: &str) -> Result<Self> {
+    pub fn parse(text: &str) -> Result<Self> {
         let e: Experiment = toml::from_str(text)?;
         e.validate()?;
         Ok(e)
     }
 
-    pub(crate) fn models(&self) -> Vec<ModelConfig> {
+    /// The models, in file order.
+    pub fn models(&self) -> Vec<ModelConfig> {
         self.model.values()
     }
 
     fn validate(&self) -> Result<()> {
         if self.name.is_empty() || self.name.contains(['/', '\\']) || self.name.starts_with('.') {
-            bail!("`name` must be a plain directory name, not `{}`", self.name);
+            invalid!("`name` must be a plain directory name, not `{}`", self.name);
         }
         let models = self.models();
         if models.is_empty() {
-            bail!("no model");
+            invalid!("no model");
         }
         for m in &models {
             m.validate()?;
@@ -574,30 +587,30 @@ impl Experiment {
         if models.len() > 1 {
             let mut names: Vec<String> = models.iter().map(ModelConfig::display_name).collect();
             if models.iter().any(|m| m.name.is_none()) {
-                bail!("with several models, give each a `name`");
+                invalid!("with several models, give each a `name`");
             }
             names.sort();
             names.dedup();
             if names.len() != models.len() {
-                bail!("two models have the same name");
+                invalid!("two models have the same name");
             }
         }
         if self.strategies.is_empty() {
-            bail!("no [[strategy]]");
+            invalid!("no [[strategy]]");
         }
         if !matches!(self.benchmark.suite.as_str(), "longbench" | "longbench-e") {
-            bail!("suite `{}` is not one of longbench, longbench-e", self.benchmark.suite);
+            invalid!("suite `{}` is not one of longbench, longbench-e", self.benchmark.suite);
         }
         if let Some(b) = self.pricing.budget_usd {
             if b.is_nan() || b < 0.0 {
-                bail!("budget_usd must be a non-negative number");
+                invalid!("budget_usd must be a non-negative number");
             }
         }
         Ok(())
     }
 
     /// The variants, in file order (models outermost), with unique names.
-    pub(crate) fn variants(&self) -> Result<Vec<Variant>> {
+    pub fn variants(&self) -> Result<Vec<Variant>> {
         let models = self.models();
         let mut out: Vec<Variant> = Vec::new();
         for (mi, model) in models.iter().enumerate() {
@@ -621,7 +634,7 @@ impl Experiment {
         names.sort_unstable();
         for w in names.windows(2) {
             if w[0] == w[1] {
-                bail!("two variants are named `{}`; give the strategies distinct `name`s", w[0]);
+                invalid!("two variants are named `{}`; give the strategies distinct `name`s", w[0]);
             }
         }
         Ok(out)
@@ -670,7 +683,7 @@ fn expand(s: &StrategyConfig) -> Result<Vec<Expanded>> {
             let base = name.clone().unwrap_or_else(|| if reranker.is_some() { "rag-rerank" } else { "rag" }.into());
             for k in k.values() {
                 if k == 0 {
-                    bail!("rag: k must be positive");
+                    invalid!("rag: k must be positive");
                 }
                 out.push((
                     format!("{base}-k{k}"),
@@ -690,13 +703,13 @@ fn expand(s: &StrategyConfig) -> Result<Vec<Expanded>> {
         }
         StrategyConfig::Compress { name, model, rate, force_tokens, optional } => {
             if *optional && !model.is_dir() {
-                eprintln!("note: skipping compression: {} is not there (optional = true)", model.display());
+                tracing::warn!("skipping compression: {} is not there (optional = true)", model.display());
                 return Ok(out);
             }
             let base = name.clone().unwrap_or_else(|| "compress".into());
             for rate in rate.values() {
                 if rate.is_nan() || rate <= 0.0 || rate > 1.0 {
-                    bail!("compress: rate {rate} is not in (0, 1]");
+                    invalid!("compress: rate {rate} is not in (0, 1]");
                 }
                 out.push((
                     format!("{base}-r{}", fmt_num(rate)),

@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
 use longctx_backends::native::{render_prompt, NativeBackend, NativeOptions, RenderedPrompt};
 use longctx_backends::openai::{Endpoint, EndpointConfig, OpenAiBackend, OpenAiChat, OpenAiEmbedder};
 use longctx_bench::dataset::{self, DataSource, DatasetSpec, Suite};
@@ -24,34 +23,40 @@ use longctx_models::tokenizer::HfTokenizer;
 use crate::experiment::{
     BackendKind, EmbedderConfig, Experiment, ModelConfig, PricingConfig, RerankerConfig, Variant, VariantStrategy,
 };
+use crate::{Error, Result};
 
 /// Texts the shared embedding cache holds before it is emptied.
 const EMBEDDING_CACHE: usize = 200_000;
 
 /// An experiment file resolved: variants and datasets, before any model is loaded.
-pub(crate) struct Plan {
+pub struct Plan {
     /// The experiment file's text.
-    pub(crate) text: String,
+    pub text: String,
     /// Parsed.
-    pub(crate) experiment: Experiment,
+    pub experiment: Experiment,
     /// Its models.
-    pub(crate) models: Vec<ModelConfig>,
+    pub models: Vec<ModelConfig>,
     /// Its variants.
-    pub(crate) variants: Vec<Variant>,
+    pub variants: Vec<Variant>,
     /// The suite.
-    pub(crate) suite: Suite,
+    pub suite: Suite,
     /// Where the data comes from.
-    pub(crate) source: DataSource,
+    pub source: DataSource,
     /// The datasets, in the order given.
-    pub(crate) datasets: Vec<&'static DatasetSpec>,
+    pub datasets: Vec<&'static DatasetSpec>,
 }
 
 impl Plan {
-    /// Reads and resolves an experiment file.
-    pub(crate) fn load(path: &Path) -> Result<Self> {
+    /// Reads and resolves an experiment file; errors name it.
+    pub fn load(path: &Path) -> Result<Self> {
         let text = fs_err::read_to_string(path)?;
-        let experiment = Experiment::parse(&text).with_context(|| format!("{}", path.display()))?;
-        let variants = experiment.variants().with_context(|| format!("{}", path.display()))?;
+        Self::parse(text).map_err(|e| e.in_file(path))
+    }
+
+    /// Resolves the text of an experiment file.
+    pub fn parse(text: String) -> Result<Self> {
+        let experiment = Experiment::parse(&text)?;
+        let variants = experiment.variants()?;
         let suite = if experiment.benchmark.suite == "longbench-e" { Suite::LongBenchE } else { Suite::LongBench };
         let source = experiment.benchmark.data_dir.as_ref().map_or_else(DataSource::official_hub, DataSource::local);
         let spec_of = |name: &str| match suite {
@@ -74,14 +79,14 @@ impl Plan {
             }
         };
         if datasets.is_empty() {
-            bail!("{}: no datasets to run (none given, and none found in the data directory)", path.display());
+            invalid!("no datasets to run (none given, and none found in the data directory)");
         }
         let models = experiment.models();
         Ok(Self { text, experiment, models, variants, suite, source, datasets })
     }
 
     /// The samples of a dataset, the first `limit` of them.
-    pub(crate) fn samples(&self, spec: &DatasetSpec, limit: Option<usize>) -> Result<Vec<Sample>> {
+    pub fn samples(&self, spec: &DatasetSpec, limit: Option<usize>) -> Result<Vec<Sample>> {
         let mut samples = dataset::load(&self.source, spec.name, self.suite)?;
         if let Some(n) = limit.or(self.experiment.benchmark.limit) {
             samples.truncate(n);
@@ -90,15 +95,17 @@ impl Plan {
     }
 
     /// The baseline variant of the report.
-    pub(crate) fn baseline(&self) -> String {
+    pub fn baseline(&self) -> String {
         self.experiment.report.baseline.clone().unwrap_or_else(|| self.variants[0].name.clone())
     }
 }
 
 /// A loaded model: the backend, and the tokenizer and chat template prompts are fitted with.
-pub(crate) struct ModelRuntime {
-    pub(crate) config: ModelConfig,
-    pub(crate) backend: Arc<dyn Backend>,
+pub struct ModelRuntime {
+    /// The model's settings.
+    pub config: ModelConfig,
+    /// What generates.
+    pub backend: Arc<dyn Backend>,
     local: Local,
 }
 
@@ -106,14 +113,14 @@ pub(crate) struct ModelRuntime {
 enum Local {
     /// The native model's own.
     Native(Arc<NativeBackend>),
-    /// An HTTP backend's local copy of the served model's.
-    Http(Box<(HfTokenizer, Option<ChatTemplate>)>),
+    /// A copy of the served model's, loaded here (HTTP backends, or any other backend).
+    Own(Box<(HfTokenizer, Option<ChatTemplate>)>),
 }
 
 impl ModelRuntime {
     /// Loads a native model, or connects an HTTP backend and loads its tokenizer.
-    pub(crate) fn load(config: &ModelConfig) -> Result<Self> {
-        let name = config.display_name();
+    pub fn load(config: &ModelConfig) -> Result<Self> {
+        let in_model = |source: Error| Error::Model { name: config.display_name(), source: Box::new(source) };
         match config.backend {
             BackendKind::Native => {
                 let path = config.path.as_deref().expect("validated");
@@ -123,31 +130,36 @@ impl ModelRuntime {
                     context_window: config.context_window,
                     prefill_chunk: config.prefill_chunk.unwrap_or(512),
                 };
-                let native = Arc::new(
-                    NativeBackend::load(Path::new(path), &options).with_context(|| format!("model `{name}`"))?,
-                );
+                let native = Arc::new(NativeBackend::load(Path::new(path), &options).map_err(|e| in_model(e.into()))?);
                 Ok(Self { config: config.clone(), backend: native.clone(), local: Local::Native(native) })
             }
             BackendKind::Openai => {
                 let tok_path = config.tokenizer.as_deref().expect("validated");
-                let (tokenizer, chat_template) = load_tokenizer(Path::new(tok_path))
-                    .with_context(|| format!("model `{name}`: loading its tokenizer {tok_path}"))?;
+                let (tokenizer, chat_template) =
+                    load_tokenizer(Path::new(tok_path)).map_err(|e| in_model(Error::from(e).in_file(tok_path)))?;
                 let backend =
                     OpenAiBackend::new(config.endpoint_config()?, config.endpoint, config.concurrency.unwrap_or(8))
-                        .with_context(|| format!("model `{name}`"))?;
-                Ok(Self {
-                    config: config.clone(),
-                    backend: Arc::new(backend),
-                    local: Local::Http(Box::new((tokenizer, chat_template))),
-                })
+                        .map_err(|e| in_model(e.into()))?;
+                Ok(Self::with_backend(config, Arc::new(backend), tokenizer, chat_template))
             }
         }
+    }
+
+    /// A runtime over any backend, with the tokenizer and chat template that prompts are
+    /// fitted and counted with (they must be the served model's).
+    pub fn with_backend(
+        config: &ModelConfig,
+        backend: Arc<dyn Backend>,
+        tokenizer: HfTokenizer,
+        chat_template: Option<ChatTemplate>,
+    ) -> Self {
+        Self { config: config.clone(), backend, local: Local::Own(Box::new((tokenizer, chat_template))) }
     }
 
     /// The request for a fitted prompt of a dataset: wrapped in the chat template unless
     /// LongBench skips it for the dataset (or the model config turns it off), with the
     /// dataset's generation length (capped) and stop strings.
-    pub(crate) fn request(&self, spec: &DatasetSpec, prompt_text: String) -> GenerationRequest {
+    pub fn request(&self, spec: &DatasetSpec, prompt_text: String) -> GenerationRequest {
         let use_chat = !spec.skip_chat_template && self.config.chat_template != Some(false);
         let official = prompt::max_new_tokens(spec);
         GenerationRequest {
@@ -164,31 +176,31 @@ impl ModelRuntime {
     }
 
     /// The native model, if this is one.
-    pub(crate) fn native(&self) -> Option<&NativeBackend> {
+    pub fn native(&self) -> Option<&NativeBackend> {
         match &self.local {
             Local::Native(n) => Some(n),
-            Local::Http(..) => None,
+            Local::Own(..) => None,
         }
     }
 
     /// The tokenizer prompts are fitted with: the model's own.
-    pub(crate) fn tokenizer(&self) -> &HfTokenizer {
+    pub fn tokenizer(&self) -> &HfTokenizer {
         match &self.local {
             Local::Native(n) => n.tokenizer(),
-            Local::Http(h) => &h.0,
+            Local::Own(h) => &h.0,
         }
     }
 
     fn chat_template(&self) -> Option<&ChatTemplate> {
         match &self.local {
             Local::Native(n) => n.chat_template(),
-            Local::Http(h) => h.1.as_ref(),
+            Local::Own(h) => h.1.as_ref(),
         }
     }
 
     /// What the model is given for `request`: with `endpoint = "chat"` an HTTP backend sends
     /// raw text as one user message, which the server wraps in the chat template.
-    pub(crate) fn model_input<'a>(&self, request: &'a GenerationRequest) -> Cow<'a, PromptInput> {
+    pub fn model_input<'a>(&self, request: &'a GenerationRequest) -> Cow<'a, PromptInput> {
         match &request.prompt {
             PromptInput::Text(text) if self.native().is_none() && self.config.endpoint == Endpoint::Chat => {
                 Cow::Owned(PromptInput::Chat(vec![ChatMessage::new("user", text.clone())]))
@@ -200,14 +212,14 @@ impl ModelRuntime {
     /// The prompt as the model receives it (after the chat template), with its tokens. For
     /// an HTTP backend it is rendered locally with the tokenizer's template, as the server
     /// is expected to.
-    pub(crate) fn render(&self, request: &GenerationRequest) -> Result<RenderedPrompt, BackendError> {
+    pub fn render(&self, request: &GenerationRequest) -> Result<RenderedPrompt, BackendError> {
         render_prompt(&self.model_input(request), self.tokenizer(), self.chat_template())
     }
 }
 
 /// Builds strategies, sharing one cached embedder per embedder configuration.
 #[derive(Default)]
-pub(crate) struct StrategyFactory {
+pub struct StrategyFactory {
     embedders: HashMap<String, Arc<dyn Embedder>>,
     compressors: HashMap<PathBuf, Arc<LlmLingua2>>,
 }
@@ -233,7 +245,7 @@ impl StrategyFactory {
         }
         let inner: Arc<dyn Embedder> = match config {
             EmbedderConfig::Native { path, batch_size } => {
-                let mut e = SentenceEmbedder::load(path).with_context(|| format!("embedder {}", path.display()))?;
+                let mut e = SentenceEmbedder::load(path).map_err(|e| Error::from(e).in_file(path))?;
                 if let Some(b) = batch_size {
                     e = e.with_batch_size(*b);
                 }
@@ -253,24 +265,24 @@ impl StrategyFactory {
     }
 
     /// The strategy of a variant.
-    pub(crate) fn build(&mut self, variant: &Variant, pricing: &PricingConfig) -> Result<Box<dyn ContextStrategy>> {
-        let what = || format!("variant `{}`", variant.name);
+    pub fn build(&mut self, variant: &Variant, pricing: &PricingConfig) -> Result<Box<dyn ContextStrategy>> {
+        let in_variant = |source: Error| Error::Variant { name: variant.name.clone(), source: Box::new(source) };
         Ok(match &variant.strategy {
             VariantStrategy::Full => Box::new(FullContext),
             VariantStrategy::Truncate { side, max_context_tokens } => {
                 Box::new(Truncate { side: *side, max_context_tokens: *max_context_tokens })
             }
             VariantStrategy::Rag { k, embedder, chunking, order, query_fallback, reranker, candidates } => {
-                let embedder = self.embedder(embedder, pricing).with_context(what)?;
+                let embedder = self.embedder(embedder, pricing).map_err(in_variant)?;
                 let reranker: Option<(Arc<dyn Reranker>, usize)> = match reranker {
                     None => None,
                     Some(RerankerConfig::Llm { base_url, model, api_key_env }) => {
-                        let chat = OpenAiChat::new(endpoint(base_url, model, api_key_env.as_ref(), pricing))?;
+                        let chat = OpenAiChat::new(endpoint(base_url, model, api_key_env.as_ref(), pricing))
+                            .map_err(|e| in_variant(e.into()))?;
                         Some((Arc::new(LlmReranker::new(Arc::new(chat))), *candidates))
                     }
                     Some(RerankerConfig::CrossEncoder { path }) => {
-                        let ce =
-                            CrossEncoder::load(path).with_context(|| format!("cross-encoder {}", path.display()))?;
+                        let ce = CrossEncoder::load(path).map_err(|e| in_variant(Error::from(e).in_file(path)))?;
                         Some((Arc::new(ce), *candidates))
                     }
                 };
@@ -288,9 +300,8 @@ impl StrategyFactory {
                 let compressor = if let Some(c) = self.compressors.get(model) {
                     c.clone()
                 } else {
-                    let c = Arc::new(
-                        LlmLingua2::load(model, None).with_context(|| format!("LLMLingua-2 {}", model.display()))?,
-                    );
+                    let c =
+                        Arc::new(LlmLingua2::load(model, None).map_err(|e| in_variant(Error::from(e).in_file(model)))?);
                     self.compressors.insert(model.clone(), c.clone());
                     c
                 };
@@ -302,7 +313,7 @@ impl StrategyFactory {
 }
 
 /// The strategy's prompt for a sample, with the dataset's official template.
-pub(crate) fn apply(
+pub fn apply(
     strategy: &dyn ContextStrategy,
     spec: &DatasetSpec,
     sample: &Sample,
@@ -310,5 +321,5 @@ pub(crate) fn apply(
 ) -> Result<Applied> {
     strategy
         .apply(sample, prompt::template(spec), model.tokenizer(), model.config.max_prompt_tokens)
-        .map_err(anyhow::Error::from)
+        .map_err(Error::from)
 }
