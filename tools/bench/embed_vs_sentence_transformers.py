@@ -1,11 +1,12 @@
 """Side-by-side embedding benchmark: `longctx bench embed` vs sentence-transformers on all-MiniLM-L6-v2,
 the same 700 chunks of 200 characters and the same thread count, alternating the two sides.
 
-    /work/venv-oracle/bin/python tools/bench/embed_vs_sentence_transformers.py \
+    /work/venv-oracle/bin/python tools/bench/embed_vs_sentence_transformers.py --data-dir DIR \
         [--longctx target/release/longctx] [--runs 3] [--threads 1] [--check] [--json] [--skip-longctx]
 
 Pins: tools/oracles/requirements-minilm.txt; model in assets/minilm (tools/fetch_assets.sh). The chunks
-come from the English LongBench files in ../shared/data/longbench: the contexts of qasper, trec and
+come from the English LongBench files in --data-dir DIR (official *.jsonl files; tests/data/longbench
+also holds enough): the contexts of qasper, trec and
 multi_news (in that order, records in file order) are concatenated and cut into consecutive
 200-code-point pieces; the first 700 are written as JSONL {"text": ...} to a temporary file.
 
@@ -85,7 +86,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--longctx", default=os.path.join(ROOT, "target", "release", "longctx"))
     ap.add_argument("--model", default=os.path.join(ROOT, "assets", "minilm"))
-    ap.add_argument("--data-dir", default=os.path.join(ROOT, "..", "shared", "data", "longbench"))
+    ap.add_argument("--data-dir", required=True, help="official LongBench *.jsonl files")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batch-size", type=int, default=32, help="sentence-transformers batch size")

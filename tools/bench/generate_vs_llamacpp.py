@@ -1,10 +1,10 @@
 """Side-by-side generation benchmark: `longctx bench generate` vs llama.cpp (llama-cpp-python) on
-the same GGUF file, the same prompt tokens (../shared/bench/prompt_6000_smollm2.json) and the
-same thread count, in one run, alternating the two sides. Prints prefill and decode tokens/s
+the same GGUF file, the same prompt tokens (--prompt: a JSON file with `token_ids`, such as the
+project's prompt_6000_smollm2.json) and the same thread count, in one run, alternating the two sides. Prints prefill and decode tokens/s
 per prompt length (medians of --runs runs) and the ratio longctx / llama.cpp.
 
     python3 tools/bench/generate_vs_llamacpp.py --model assets/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf \
-        --longctx target/release/longctx [--threads 1] [--runs 3] [--lengths 512,2048,6000] [--gen 128]
+        --longctx target/release/longctx --prompt PROMPT.json [--threads 1] [--runs 3] [--lengths 512,2048,6000] [--gen 128]
 
 llama.cpp runs with its defaults for a CPU (f16 KV cache, n_batch 2048 / n_ubatch 512), and
 `--no-extra-bufts` turns off its weight repacking / AMX buffers (AMX faults on machines whose
@@ -64,7 +64,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True)
     ap.add_argument("--longctx", default="target/release/longctx")
-    ap.add_argument("--prompt", default=os.path.join(os.path.dirname(__file__), "../../../shared/bench/prompt_6000_smollm2.json"))
+    ap.add_argument("--prompt", required=True, help="JSON file with `token_ids` (at least the longest --lengths)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--lengths", default="512,2048,6000")

@@ -5,7 +5,7 @@ transformers give it for (query, passage) pairs.
 Run by hand (never by CI), from the repository root, with the pins of
 tools/oracles/requirements-cross-encoder.txt and the MiniLM tokenizer in assets/minilm/
 (tools/fetch_assets.sh):
-    /work/venv-oracle/bin/python tools/oracles/cross_encoder.py [--data-dir ../shared/data/longbench]
+    /work/venv-oracle/bin/python tools/oracles/cross_encoder.py --data-dir DIR
 No network: everything is loaded from local directories on the CPU. Writes, under
 crates/longctx-context/tests/fixtures/:
 
@@ -203,7 +203,7 @@ def versions():
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--data-dir", default=os.path.join(ROOT, "..", "shared", "data", "longbench"))
+    ap.add_argument("--data-dir", required=True, help="official LongBench *.jsonl files")
     args = ap.parse_args()
     assert sentence_transformers.__version__ == "3.3.1", sentence_transformers.__version__
     assert transformers.__version__ == "4.46.3", transformers.__version__

@@ -1,6 +1,8 @@
 """GGUF fixtures for the GGUF loader's tests (crates/longctx-models/tests/gguf_parity.rs). Run by
 hand (never by CI) with the pins of tools/oracles/requirements-gguf.txt:
-    python3 tools/oracles/gguf_fixtures.py [--smollm2 PATH/TO/SmolLM2-135M-Instruct.Q4_1.gguf]
+    python3 tools/oracles/gguf_fixtures.py [--smollm2 PATH/TO/SmolLM2-135M-Instruct.Q4_1.gguf --data-dir DIR]
+(DIR: the official LongBench *.jsonl files, needed with --smollm2: qasper, trec, multi_news lines
+0 and 5, multifieldqa_zh)
 
 1. Tiny GGUF files written from the tiny safetensors models of tiny_lm.py, laid out exactly as
    llama.cpp's convert_hf_to_gguf.py lays them out: llama.cpp's tensor names, the q/k rows of
@@ -106,7 +108,7 @@ TEXTS = [
 ]
 
 
-def smollm2(path):
+def smollm2(path, data):
     import llama_cpp
     import llama_cpp.llama as L
 
@@ -128,7 +130,6 @@ def smollm2(path):
     tokens = [{"text": t, "ids": model.tokenize(t.encode(), add_bos=False, special=True)} for t in TEXTS]
     # Prompts: the official LongBench prompt of real records, context cut to fit, in the
     # model's chat template (the ChatML of SmolLM2 with its default system prompt).
-    data = os.path.join(ROOT, "..", "shared", "data", "longbench")
     templates = json.load(open(os.path.join(ROOT, "crates", "longctx-bench", "config", "dataset2prompt.json")))
     prompts = []
     for dataset, line, chars in [("qasper", 0, 3000), ("trec", 0, 1500), ("multi_news", 0, 2500),
@@ -164,11 +165,14 @@ def smollm2(path):
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--smollm2")
+    ap.add_argument("--data-dir", help="official LongBench *.jsonl files (required with --smollm2)")
     args = ap.parse_args()
+    if args.smollm2 and not args.data_dir:
+        ap.error("--smollm2 needs --data-dir DIR (the official LongBench *.jsonl files)")
     for name in TINY_MODELS:
         write_tiny(name, gguf.GGMLQuantizationType.F32)
     for q in [gguf.GGMLQuantizationType.Q8_0, gguf.GGMLQuantizationType.Q4_0, gguf.GGMLQuantizationType.Q4_1,
               gguf.GGMLQuantizationType.Q5_0]:
         write_tiny("llama", q)
     if args.smollm2:
-        smollm2(args.smollm2)
+        smollm2(args.smollm2, args.data_dir)

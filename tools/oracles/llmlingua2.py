@@ -3,7 +3,9 @@ PromptCompressor(use_llmlingua2=True).compress_prompt returns with it.
 
 Run by hand (never by CI), in an environment with the pins of
 tools/oracles/requirements-llmlingua2.txt, after tools/fetch_assets.sh has written assets/xlmr/:
-    python3 tools/oracles/llmlingua2.py [--data-dir DIR]
+    python3 tools/oracles/llmlingua2.py --data-dir DIR
+(DIR: the official LongBench *.jsonl files: qasper, trec, multi_news, multifieldqa_zh,
+passage_retrieval_zh)
 
 Writes, under crates/longctx-context/tests/fixtures/:
   * llmlingua2_tiny/{config.json,model.safetensors}: XLMRobertaForTokenClassification with
@@ -402,10 +404,7 @@ def run_case(compressor, case):
 
 def main():
     ap = argparse.ArgumentParser()
-    default_data = os.path.join(ROOT, "shared", "data", "longbench")
-    if not os.path.isdir(default_data):
-        default_data = os.path.join(ROOT, "..", "shared", "data", "longbench")
-    ap.add_argument("--data-dir", default=default_data)
+    ap.add_argument("--data-dir", required=True, help="official LongBench *.jsonl files")
     args = ap.parse_args()
     if not os.path.exists(os.path.join(XLMR, "tokenizer.json")):
         sys.exit("assets/xlmr/tokenizer.json is missing: run tools/fetch_assets.sh first")

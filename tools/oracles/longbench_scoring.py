@@ -10,15 +10,16 @@ Regenerates, deterministically and offline, everything under
   ``result.json`` files that LongBench's eval.py writes, for both fuzzywuzzy
   backends (difflib and python-Levenshtein);
 * ``longbench_real/``    -- simple deterministic baselines over every record of
-  the real LongBench files in the shared data directory;
+  the real LongBench files of ``--data-dir``;
 * ``jieba/``             -- jieba 0.42.1 segmentation proof data;
 * ``numpy_mean/``        -- ``np.mean`` / ``round(100 * np.mean(x), 2)`` cases.
 
 Usage (see tools/oracles/README.md)::
 
-    python3 tools/oracles/longbench_scoring.py --longbench-dir /tmp/longbench
+    python3 tools/oracles/longbench_scoring.py --longbench-dir /tmp/longbench --data-dir DIR
 
-where the directory holds LongBench's own ``metrics.py`` and ``eval.py``.  This
+where the first directory holds LongBench's own ``metrics.py`` and ``eval.py`` and DIR the
+real LongBench files (multi_news, multifieldqa_zh, passage_retrieval_zh, qasper, trec).  This
 script never contains a copy of them: it imports them from there.
 
 STACK DEPTH MATTERS.  The ``rouge`` package computes ROUGE-L with a recursive
@@ -1924,19 +1925,11 @@ def build_numpy_fixture(out_dir, np_mod):
 # argument parsing
 # ---------------------------------------------------------------------------
 
-def default_data_dir():
-    for cand in (REPO_ROOT / "shared" / "data" / "longbench",
-                 REPO_ROOT.parent / "shared" / "data" / "longbench"):
-        if cand.is_dir():
-            return str(cand)
-    return str(REPO_ROOT.parent / "shared" / "data" / "longbench")
-
-
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--longbench-dir", required=True,
                    help="directory holding LongBench's metrics.py and eval.py")
-    p.add_argument("--data-dir", default=default_data_dir(),
+    p.add_argument("--data-dir", required=True,
                    help="directory with the real LongBench *.jsonl files")
     p.add_argument("--out-dir", default=str(REPO_ROOT / "tests" / "fixtures" / "oracles"),
                    help="fixture root (default: tests/fixtures/oracles)")
@@ -2186,7 +2179,7 @@ if __name__ == "__main__":
             _suffix = "" if _backend == "difflib" else "_levenshtein"
             _res_dir = _d if (_tag == "metrics" or _backend == "difflib") else TMP / f"{_tag}_lev"
             _cmd = [sys.executable, str(Path(__file__).resolve()),
-                    "--longbench-dir", str(LB_DIR), "--worker", _backend,
+                    "--longbench-dir", str(LB_DIR), "--data-dir", ARGS.data_dir, "--worker", _backend,
                     "--pred-dir", str(_d / "preds"),
                     "--result", str(_res_dir / f"result{_suffix}.json"),
                     "--result-e", str(_res_dir / f"result_e{_suffix}.json"),

@@ -1,7 +1,7 @@
 """sentence-transformers reference outputs of all-MiniLM-L6-v2 for the Rust embedder and naive RAG
 (crates/longctx-context). Run by hand (never by CI), from the repository root, with the pins of
 tools/oracles/requirements-minilm.txt and the model in assets/minilm (tools/fetch_assets.sh):
-    /work/venv-oracle/bin/python tools/oracles/minilm.py [--data-dir ../shared/data/longbench]
+    /work/venv-oracle/bin/python tools/oracles/minilm.py --data-dir DIR
 No network: the model is loaded from the local directory on the CPU. Writes:
 
 crates/longctx-context/tests/fixtures/minilm_embeddings.json
@@ -168,7 +168,7 @@ def versions():
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--data-dir", default=os.path.join(ROOT, "..", "shared", "data", "longbench"))
+    ap.add_argument("--data-dir", required=True, help="official LongBench *.jsonl files")
     args = ap.parse_args()
     assert sentence_transformers.__version__ == "3.3.1", sentence_transformers.__version__
     torch.manual_seed(0)

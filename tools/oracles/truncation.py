@@ -4,7 +4,7 @@ context to a token budget, as in LongBench's pred.py for "middle").
 Run by hand (never by CI), from the repository root, with transformers==4.46.3 and
 tokenizers==0.20.3 (pinned in tools/oracles/requirements-cross-encoder.txt; torch is not needed
 here) and the tokenizers in assets/tokenizers/ (tools/fetch_assets.sh):
-    /work/venv-oracle/bin/python tools/oracles/truncation.py [--data-dir ../shared/data/longbench]
+    /work/venv-oracle/bin/python tools/oracles/truncation.py --data-dir DIR
 No network: both tokenizers are loaded from their tokenizer.json with
 transformers.PreTrainedTokenizerFast(tokenizer_file=..., clean_up_tokenization_spaces=False).
   * llama3_1: assets/tokenizers/llama3_1/tokenizer.json (its post-processor adds <|begin_of_text|>)
@@ -113,7 +113,7 @@ def truncate(tok, text, budget, side):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--data-dir", default=os.path.join(ROOT, "..", "shared", "data", "longbench"))
+    ap.add_argument("--data-dir", required=True, help="official LongBench *.jsonl files")
     args = ap.parse_args()
     assert transformers.__version__ == "4.46.3", transformers.__version__
     assert tokenizers.__version__ == "0.20.3", tokenizers.__version__

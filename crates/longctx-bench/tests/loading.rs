@@ -1,5 +1,6 @@
-//! Loading the official LongBench files: the real records of ../shared/data/longbench, a
-//! data.zip, LongBench-E names, and errors that name the file and line.
+//! Loading the official LongBench files: the real records of tests/data/longbench (the first
+//! 20 lines of each reference file, byte for byte), a data.zip, LongBench-E names, and errors
+//! that name the file and line.
 
 use std::path::{Path, PathBuf};
 
@@ -7,17 +8,17 @@ use longctx_bench::dataset::{load, DataSource, Suite};
 use longctx_bench::prompt;
 use longctx_bench::Error;
 
-fn shared() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/longbench");
-    assert!(p.is_dir(), "the shared LongBench records are expected at {}", p.display());
+fn records() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/longbench");
+    assert!(p.is_dir(), "the LongBench test records are expected at {}", p.display());
     p
 }
 
 #[test]
 fn loads_every_real_record() {
-    let source = DataSource::local(shared());
+    let source = DataSource::local(records());
     for (name, n) in
-        [("multi_news", 200), ("multifieldqa_zh", 200), ("passage_retrieval_zh", 200), ("qasper", 1), ("trec", 1)]
+        [("multi_news", 20), ("multifieldqa_zh", 20), ("passage_retrieval_zh", 20), ("qasper", 1), ("trec", 1)]
     {
         let samples = load(&source, name, Suite::LongBench).unwrap();
         assert_eq!(samples.len(), n, "{name}");
@@ -40,7 +41,7 @@ fn loads_every_real_record() {
 fn loads_from_a_data_zip_and_longbench_e_names() {
     let dir = tempfile::tempdir().unwrap();
     let zip_path = dir.path().join("data.zip");
-    let record = std::fs::read(shared().join("qasper.jsonl")).unwrap();
+    let record = std::fs::read(records().join("qasper.jsonl")).unwrap();
     {
         let mut zip = zip::ZipWriter::new(std::fs::File::create(&zip_path).unwrap());
         let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
@@ -63,7 +64,7 @@ fn loads_from_a_data_zip_and_longbench_e_names() {
 fn a_data_dir_may_hold_a_data_folder_and_bad_lines_are_named() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("data")).unwrap();
-    let good = std::fs::read_to_string(shared().join("trec.jsonl")).unwrap();
+    let good = std::fs::read_to_string(records().join("trec.jsonl")).unwrap();
     std::fs::write(dir.path().join("data/trec.jsonl"), format!("{good}{{\"input\": 1}}\n")).unwrap();
     let err = load(&DataSource::local(dir.path()), "trec", Suite::LongBench).unwrap_err().to_string();
     assert!(err.contains("trec.jsonl:2: not a LongBench record"), "{err}");

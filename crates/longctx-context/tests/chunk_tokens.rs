@@ -14,7 +14,7 @@ fn token_chunks_cover_the_text() {
     let path = root.join("assets/tokenizers/llama3_1/tokenizer.json");
     assert!(path.exists(), "run tools/fetch_assets.sh first");
     let tok = HfTokenizer::from_file(&path).unwrap();
-    let data = std::fs::read_to_string(root.join("../shared/data/longbench/multifieldqa_zh.jsonl")).unwrap();
+    let data = std::fs::read_to_string(root.join("tests/data/longbench/multifieldqa_zh.jsonl")).unwrap();
     let record: serde_json::Value = serde_json::from_str(data.lines().next().unwrap()).unwrap();
     let text: String = record["context"].as_str().unwrap().chars().take(3000).collect();
     let n_tokens = tok.encode(&text, false).unwrap().len();

@@ -1,6 +1,6 @@
 //! all-MiniLM-L6-v2 on candle against sentence-transformers (fixtures by
 //! tools/oracles/minilm.py): token ids, embeddings within 1e-5, and naive-RAG chunk rankings
-//! on real LongBench records.
+//! on real LongBench records (tests/data/longbench).
 
 use std::path::{Path, PathBuf};
 
@@ -63,7 +63,7 @@ fn rag_top_k_equals_reference_on_longbench_records() {
     assert!(samples.len() >= 8);
     for s in samples {
         let dataset = s["dataset"].as_str().unwrap();
-        let path = root().join("../shared/data/longbench").join(format!("{dataset}.jsonl"));
+        let path = root().join("tests/data/longbench").join(format!("{dataset}.jsonl"));
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let line = text.lines().nth(s["line"].as_u64().unwrap() as usize).unwrap();
         let record: Value = serde_json::from_str(line).unwrap();

@@ -2,8 +2,8 @@
 //! rendered DOM must hold the tables and the plots' SVG, and a 1280×2000 screenshot must show
 //! text and, below the score tables, the plots' colours (not a blank page).
 //!
-//! Without Chromium the test fails: install it with `apt-get install -y chromium` (`.ci/run`
-//! does).
+//! Without Chromium the test fails: install it with `apt-get install -y chromium`
+//! (`tools/test.sh` does).
 
 mod common;
 

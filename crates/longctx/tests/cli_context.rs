@@ -65,7 +65,7 @@ fn embed_writes_one_normalized_vector_per_line() {
 fn retrieve_shows_what_naive_rag_feeds_the_model() {
     let fx = fixture("rag_topk.json");
     let sample = fx["samples"].as_array().unwrap().iter().find(|s| s["dataset"] == "qasper").unwrap();
-    let data = std::fs::read_to_string(root().join("../shared/data/longbench/qasper.jsonl")).unwrap();
+    let data = std::fs::read_to_string(root().join("tests/data/longbench/qasper.jsonl")).unwrap();
     let record: Value =
         serde_json::from_str(data.lines().nth(sample["line"].as_u64().unwrap() as usize).unwrap()).unwrap();
     let dir = tempfile::tempdir().unwrap();

@@ -146,7 +146,7 @@ fn datasets_lists_and_loads() {
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     assert_eq!(text.lines().count(), 22, "{text}");
-    let data = root().join("../shared/data/longbench");
+    let data = root().join("tests/data/longbench");
     let out = longctx(&["datasets", "trec", "--data", data.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(String::from_utf8(out.stdout).unwrap().contains("trec: 1 samples"));
