@@ -20,6 +20,7 @@ pub mod generate;
 pub mod gguf;
 pub mod llama;
 pub mod load;
+pub mod lora;
 pub mod perplexity;
 pub mod qmatmul;
 pub mod rope;

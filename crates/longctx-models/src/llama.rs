@@ -210,6 +210,68 @@ impl Module for Proj {
     }
 }
 
+/// A LoRA update of one projection: `x ↦ scale · (x · Aᵀ) · Bᵀ`, with `A` `[r, in]` and `B`
+/// `[out, r]` in f32 (PEFT's `lora_A` / `lora_B` weights).
+#[derive(Debug, Clone)]
+pub struct Lora {
+    /// `lora_A.weight`, `[r, in]`.
+    pub a: Tensor,
+    /// `lora_B.weight`, `[out, r]`.
+    pub b: Tensor,
+    /// `alpha / r`, or `alpha / √r` with rsLoRA.
+    pub scale: f64,
+}
+
+/// Inverted dropout on the input of the LoRA updates while training: probability `p`, masks
+/// drawn from `seed` and the projection's place, so that recomputing a layer (gradient
+/// checkpointing) draws the same masks.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LoraDropout {
+    /// Probability of zeroing an input element.
+    pub p: f32,
+    /// Seed of this forward pass.
+    pub seed: u64,
+}
+
+impl LoraDropout {
+    fn mask(&self, x: &Tensor, layer: usize, part: Part) -> candle_core::Result<Tensor> {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(
+            self.seed ^ ((layer as u64) << 32) ^ ((part as u64 + 1) << 56).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        );
+        let keep = 1.0 / (1.0 - self.p);
+        let values: Vec<f32> =
+            (0..x.elem_count()).map(|_| if rng.random::<f32>() < self.p { 0.0 } else { keep }).collect();
+        Tensor::from_vec(values, x.shape(), x.device())
+    }
+}
+
+/// A projection with an optional LoRA update.
+struct Adapted {
+    base: Proj,
+    lora: Option<Lora>,
+}
+
+impl Adapted {
+    fn new(base: Proj) -> Self {
+        Self { base, lora: None }
+    }
+
+    /// `base(x) + scale · (dropout(x) · Aᵀ) · Bᵀ`; the update runs in f32 (as PEFT runs it in
+    /// the adapter's dtype).
+    fn forward(&self, x: &Tensor, dropout: Option<(LoraDropout, usize, Part)>) -> candle_core::Result<Tensor> {
+        let y = self.base.forward(x)?;
+        let Some(lora) = &self.lora else { return Ok(y) };
+        let mut xa = x.to_dtype(DType::F32)?;
+        if let Some((d, layer, part)) = dropout.filter(|(d, ..)| d.p > 0.0) {
+            xa = (xa * d.mask(x, layer, part)?)?;
+        }
+        let update = (xa.broadcast_matmul(&lora.a.t()?)?.broadcast_matmul(&lora.b.t()?)? * lora.scale)?;
+        let update = update.to_dtype(y.dtype())?;
+        y + update
+    }
+}
+
 /// The token embedding: dense, or quantized rows dequantized on lookup.
 pub enum Embed {
     /// Dense matrix `[vocab, hidden]`.
@@ -236,7 +298,7 @@ impl Embed {
 }
 
 /// The parts of a decoder a weight source provides; names follow Hugging Face checkpoints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Part {
     /// `q_proj`.
     Q,
@@ -277,7 +339,37 @@ pub trait WeightSource {
 pub struct HfWeights<'a>(pub VarBuilder<'a>);
 
 impl Part {
-    fn hf_path(self) -> &'static str {
+    /// The seven projections of a decoder layer, in checkpoint order.
+    pub const PROJECTIONS: [Part; 7] = [Part::Q, Part::K, Part::V, Part::O, Part::Gate, Part::Up, Part::Down];
+
+    /// The module's name as PEFT's `target_modules` names it (`q_proj`, …, `down_proj`).
+    pub fn module_name(self) -> &'static str {
+        let path = self.hf_path();
+        path.rsplit('.').next().unwrap_or(path)
+    }
+
+    /// The projection a PEFT module name (`q_proj` … `down_proj`) stands for.
+    pub fn from_module_name(name: &str) -> Option<Part> {
+        Self::PROJECTIONS.into_iter().find(|p| p.module_name() == name)
+    }
+
+    /// The projection's `(in, out)` features in a model of `config`, or `None` for a norm.
+    pub fn features(self, config: &Config) -> Option<(usize, usize)> {
+        let (h, kv, i) =
+            (config.num_heads * config.head_dim, config.num_kv_heads * config.head_dim, config.intermediate_size);
+        let hidden = config.hidden_size;
+        Some(match self {
+            Part::Q => (hidden, h),
+            Part::K | Part::V => (hidden, kv),
+            Part::O => (h, hidden),
+            Part::Gate | Part::Up => (hidden, i),
+            Part::Down => (i, hidden),
+            Part::InputNorm | Part::PostNorm => return None,
+        })
+    }
+
+    /// The path of the part inside a layer (`self_attn.q_proj`, `mlp.down_proj`, …).
+    pub fn hf_path(self) -> &'static str {
         match self {
             Part::Q => "self_attn.q_proj",
             Part::K => "self_attn.k_proj",
@@ -327,10 +419,10 @@ impl WeightSource for HfWeights<'_> {
 }
 
 struct Attention {
-    q: Proj,
-    k: Proj,
-    v: Proj,
-    o: Proj,
+    q: Adapted,
+    k: Adapted,
+    v: Adapted,
+    o: Adapted,
     num_heads: usize,
     num_kv_heads: usize,
     head_dim: usize,
@@ -338,6 +430,8 @@ struct Attention {
     cache: KvCache,
     /// Queries per attention chunk.
     chunk: usize,
+    /// The layer's index (for LoRA dropout masks).
+    layer: usize,
 }
 
 /// `x * cos + rotate_half(x) * sin` for `x` `[b, h, s, d]` and cos/sin `[s, d]`.
@@ -401,38 +495,84 @@ impl Attention {
     fn new(cfg: &Config, i: usize, src: &dyn WeightSource) -> candle_core::Result<Self> {
         let (h, kvh, d) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
         Ok(Self {
-            q: src.proj(i, Part::Q, cfg.hidden_size, h * d, cfg.qkv_bias)?,
-            k: src.proj(i, Part::K, cfg.hidden_size, kvh * d, cfg.qkv_bias)?,
-            v: src.proj(i, Part::V, cfg.hidden_size, kvh * d, cfg.qkv_bias)?,
-            o: src.proj(i, Part::O, h * d, cfg.hidden_size, cfg.o_bias)?,
+            q: Adapted::new(src.proj(i, Part::Q, cfg.hidden_size, h * d, cfg.qkv_bias)?),
+            k: Adapted::new(src.proj(i, Part::K, cfg.hidden_size, kvh * d, cfg.qkv_bias)?),
+            v: Adapted::new(src.proj(i, Part::V, cfg.hidden_size, kvh * d, cfg.qkv_bias)?),
+            o: Adapted::new(src.proj(i, Part::O, h * d, cfg.hidden_size, cfg.o_bias)?),
             num_heads: h,
             num_kv_heads: kvh,
             head_dim: d,
             sliding_window: cfg.sliding_window,
             cache: KvCache::default(),
             chunk: ATTENTION_CHUNK,
+            layer: i,
         })
     }
 
-    fn forward(&mut self, x: &Tensor, cos: &Tensor, sin: &Tensor, offset: usize) -> candle_core::Result<Tensor> {
+    /// Queries, keys (both rotated) and values `[b, heads, s, d]` of `x`.
+    fn project(
+        &self,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        dropout: Option<LoraDropout>,
+    ) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
         let (b, s, _) = x.dims3()?;
         let split = |t: Tensor, heads: usize| t.reshape((b, s, heads, self.head_dim))?.transpose(1, 2)?.contiguous();
-        let q = apply_rope(&split(self.q.forward(x)?, self.num_heads)?, cos, sin)?;
-        let k = apply_rope(&split(self.k.forward(x)?, self.num_kv_heads)?, cos, sin)?;
-        let v = split(self.v.forward(x)?, self.num_kv_heads)?;
-        // An empty cache: attend to the fresh keys and values themselves (the differentiable
-        // path training uses), and keep them for later calls.
+        let at = |part| dropout.map(|d| (d, self.layer, part));
+        let q = apply_rope(&split(self.q.forward(x, at(Part::Q))?, self.num_heads)?, cos, sin)?;
+        let k = apply_rope(&split(self.k.forward(x, at(Part::K))?, self.num_kv_heads)?, cos, sin)?;
+        let v = split(self.v.forward(x, at(Part::V))?, self.num_kv_heads)?;
+        Ok((q, k, v))
+    }
+
+    fn forward(&mut self, x: &Tensor, cos: &Tensor, sin: &Tensor, offset: usize) -> candle_core::Result<Tensor> {
+        let (q, k, v) = self.project(x, cos, sin, None)?;
+        // An empty cache: attend to the fresh keys and values themselves, and keep them for
+        // later calls.
         let (k, v) = if self.cache.is_empty() {
             self.cache.append(&k, &v)?;
             (k, v)
         } else {
             self.cache.append(&k, &v)?
         };
+        let out = self.attend(&q, &k, &v, offset)?;
+        self.o.forward(&out, None)
+    }
+
+    /// Attention of independent sequences packed one after another in `x` `[1, Σ lens, h]`
+    /// (block-diagonal causal attention: no token sees another sequence; nothing is spent on
+    /// padding), without the KV cache: the training forward pass. `cos` and `sin` hold each
+    /// sequence's own positions.
+    fn forward_packed(
+        &self,
+        x: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        lens: &[usize],
+        dropout: Option<LoraDropout>,
+    ) -> candle_core::Result<Tensor> {
+        let (q, k, v) = self.project(x, cos, sin, dropout)?;
+        let mut outputs = Vec::with_capacity(lens.len());
+        let mut start = 0;
+        for &len in lens {
+            let part = |t: &Tensor| t.narrow(2, start, len);
+            outputs.push(self.attend(&part(&q)?, &part(&k)?, &part(&v)?, 0)?);
+            start += len;
+        }
+        let out = if outputs.len() == 1 { outputs.pop().expect("one sequence") } else { Tensor::cat(&outputs, 1)? };
+        self.o.forward(&out, dropout.map(|d| (d, self.layer, Part::O)))
+    }
+
+    /// Causal attention of queries `q` `[b, h, s, d]` at positions `offset..offset + s` over
+    /// keys and values `[b, kvh, offset + s, d]`; returns `[b, s, h · d]`.
+    fn attend(&self, q: &Tensor, k: &Tensor, v: &Tensor, offset: usize) -> candle_core::Result<Tensor> {
+        let (b, _, s, _) = q.dims4()?;
         let rep = self.num_heads / self.num_kv_heads;
         let (kvh, d) = (self.num_kv_heads, self.head_dim);
         let scale = 1.0 / (d as f64).sqrt();
         // One new token in f32 without gradients, on the CPU: the fused decoding kernel.
-        let fused = x.device().is_cpu() && !q.track_op() && !k.track_op();
+        let fused = q.device().is_cpu() && !q.track_op() && !k.track_op();
         if s == 1 && q.dtype() == DType::F32 && fused {
             let lo = self.sliding_window.map_or(0, |w| (offset + 1).saturating_sub(w));
             let n = k.dim(2)? - lo;
@@ -442,7 +582,7 @@ impl Attention {
                 &v.narrow(2, lo, n)?,
                 &crate::attention::DecodeAttention { scale: scale as f32 },
             )?;
-            return self.o.forward(&out.reshape((b, 1, self.num_heads * d))?);
+            return out.reshape((b, 1, self.num_heads * d));
         }
         // Queries per chunk: at most `self.chunk`, fewer over long caches so that one chunk's
         // scores stay within SCORES_BYTES (buffers the allocator reuses instead of mapping
@@ -466,7 +606,7 @@ impl Attention {
             // attention does (`softmax(..., dtype=torch.float32).to(query.dtype)`).
             let scores = (qc.matmul(&kc.t()?)? * scale)?.to_dtype(DType::F32)?;
             let p = if !fused || scores.track_op() {
-                self.differentiable_softmax(scores, (b, kvh, rep), first, len, lo, hi, x.device())?
+                self.differentiable_softmax(scores, (b, kvh, rep), first, len, lo, hi, q.device())?
             } else {
                 // Inference on the CPU: one fused pass, the causal/window mask implied by
                 // positions (the kernels of `attention.rs` have no GPU version).
@@ -481,8 +621,7 @@ impl Attention {
             outputs.push(p.matmul(&vc)?.reshape((b, self.num_heads, len, d))?);
         }
         let out = if outputs.len() == 1 { outputs.pop().expect("one chunk") } else { Tensor::cat(&outputs, 2)? };
-        let out = out.transpose(1, 2)?.reshape((b, s, self.num_heads * d))?;
-        self.o.forward(&out)
+        out.transpose(1, 2)?.reshape((b, s, self.num_heads * d))
     }
 
     /// Masked softmax written out in tensor operations (max-subtracted), so that it has a
@@ -533,25 +672,28 @@ impl Attention {
 }
 
 struct Mlp {
-    gate: Proj,
-    up: Proj,
-    down: Proj,
+    gate: Adapted,
+    up: Adapted,
+    down: Adapted,
+    layer: usize,
 }
 
 impl Mlp {
     fn new(cfg: &Config, i: usize, src: &dyn WeightSource) -> candle_core::Result<Self> {
         Ok(Self {
-            gate: src.proj(i, Part::Gate, cfg.hidden_size, cfg.intermediate_size, false)?,
-            up: src.proj(i, Part::Up, cfg.hidden_size, cfg.intermediate_size, false)?,
-            down: src.proj(i, Part::Down, cfg.intermediate_size, cfg.hidden_size, false)?,
+            gate: Adapted::new(src.proj(i, Part::Gate, cfg.hidden_size, cfg.intermediate_size, false)?),
+            up: Adapted::new(src.proj(i, Part::Up, cfg.hidden_size, cfg.intermediate_size, false)?),
+            down: Adapted::new(src.proj(i, Part::Down, cfg.intermediate_size, cfg.hidden_size, false)?),
+            layer: i,
         })
     }
 
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let gate = self.gate.forward(x)?;
+    fn forward(&self, x: &Tensor, dropout: Option<LoraDropout>) -> candle_core::Result<Tensor> {
+        let at = |part| dropout.map(|d| (d, self.layer, part));
+        let gate = self.gate.forward(x, at(Part::Gate))?;
         // silu(x) = x * sigmoid(x), written out to stay differentiable.
         let silu = (&gate * (gate.neg()?.exp()? + 1.0)?.recip()?)?;
-        self.down.forward(&(silu * self.up.forward(x)?)?)
+        self.down.forward(&(silu * self.up.forward(x, at(Part::Up))?)?, at(Part::Down))
     }
 }
 
@@ -623,10 +765,119 @@ impl Llama {
         for layer in &mut self.layers {
             let a = layer.attn.forward(&layer.input_norm.forward(&h)?, &cos, &sin, offset)?;
             h = (h + a)?;
-            let m = layer.mlp.forward(&layer.post_norm.forward(&h)?)?;
+            let m = layer.mlp.forward(&layer.post_norm.forward(&h)?, None)?;
             h = (h + m)?;
         }
         Ok(h)
+    }
+
+    /// The projection `part` of layer `layer` (a norm is not a projection).
+    fn adapted_mut(&mut self, layer: usize, part: Part) -> Option<&mut Adapted> {
+        let l = self.layers.get_mut(layer)?;
+        Some(match part {
+            Part::Q => &mut l.attn.q,
+            Part::K => &mut l.attn.k,
+            Part::V => &mut l.attn.v,
+            Part::O => &mut l.attn.o,
+            Part::Gate => &mut l.mlp.gate,
+            Part::Up => &mut l.mlp.up,
+            Part::Down => &mut l.mlp.down,
+            Part::InputNorm | Part::PostNorm => return None,
+        })
+    }
+
+    /// Sets (or with `None` removes) the LoRA update of projection `part` of layer `layer`.
+    /// `A` must be `[r, in]` and `B` `[out, r]` for the projection's features.
+    pub fn set_lora(&mut self, layer: usize, part: Part, lora: Option<Lora>) -> candle_core::Result<()> {
+        let features = part.features(&self.config);
+        let n = self.layers.len();
+        let Some(adapted) = self.adapted_mut(layer, part) else {
+            candle_core::bail!("no projection {part:?} in layer {layer} (the model has {n} layers)");
+        };
+        if let (Some(l), Some((fin, fout))) = (&lora, features) {
+            let (r, a_in) = l.a.dims2()?;
+            let (b_out, b_r) = l.b.dims2()?;
+            if a_in != fin || b_out != fout || b_r != r {
+                candle_core::bail!(
+                    "LoRA of layer {layer} {}: A is {:?} and B {:?}, the model needs [r, {fin}] and [{fout}, r]",
+                    part.module_name(),
+                    l.a.dims(),
+                    l.b.dims()
+                );
+            }
+        }
+        adapted.lora = lora;
+        Ok(())
+    }
+
+    /// The projections that carry a LoRA update, with it.
+    pub fn loras(&self) -> Vec<(usize, Part, &Lora)> {
+        let mut out = Vec::new();
+        for (i, l) in self.layers.iter().enumerate() {
+            let parts = [
+                (Part::Q, &l.attn.q),
+                (Part::K, &l.attn.k),
+                (Part::V, &l.attn.v),
+                (Part::O, &l.attn.o),
+                (Part::Gate, &l.mlp.gate),
+                (Part::Up, &l.mlp.up),
+                (Part::Down, &l.mlp.down),
+            ];
+            for (part, a) in parts {
+                if let Some(lora) = &a.lora {
+                    out.push((i, part, lora));
+                }
+            }
+        }
+        out
+    }
+
+    /// cos and sin `[Σ lens, head_dim]` for sequences of lengths `lens` packed one after
+    /// another, each at positions `0..len` and with the frequencies a fresh model gives a
+    /// sequence of its length (dynamic NTK: `seq_len = len`), in `dtype`.
+    pub fn packed_rope(&self, lens: &[usize], dtype: DType, device: &Device) -> candle_core::Result<(Tensor, Tensor)> {
+        let total: usize = lens.iter().sum();
+        let d = self.config.head_dim;
+        let (mut cos, mut sin) = (Vec::with_capacity(total * d), Vec::with_capacity(total * d));
+        for &len in lens {
+            let mut rotary = RotaryState::new(self.config.rope);
+            rotary.update(len.saturating_sub(1));
+            for p in 0..len {
+                let (c, s) = rotary.cos_sin(p);
+                cos.extend(c);
+                sin.extend(s);
+            }
+        }
+        let cos = Tensor::from_vec(cos, (total, d), device)?.to_dtype(dtype)?;
+        let sin = Tensor::from_vec(sin, (total, d), device)?.to_dtype(dtype)?;
+        Ok((cos, sin))
+    }
+
+    /// The token embeddings of `ids` `[1, n]`: the input of layer 0.
+    pub fn embed(&self, ids: &Tensor) -> candle_core::Result<Tensor> {
+        self.embed.forward(ids)
+    }
+
+    /// Decoder layer `i` on packed sequences (see [`Llama::packed_rope`]): `h` `[1, Σ lens,
+    /// hidden]` in, the same shape out. No KV cache; differentiable.
+    pub fn layer_packed(
+        &self,
+        i: usize,
+        h: &Tensor,
+        rope: &(Tensor, Tensor),
+        lens: &[usize],
+        dropout: Option<LoraDropout>,
+    ) -> candle_core::Result<Tensor> {
+        let layer = &self.layers[i];
+        let a = layer.attn.forward_packed(&layer.input_norm.forward(h)?, &rope.0, &rope.1, lens, dropout)?;
+        let h = (h + a)?;
+        let m = layer.mlp.forward(&layer.post_norm.forward(&h)?, dropout)?;
+        h + m
+    }
+
+    /// Logits of hidden states after the last layer: the final norm and the LM head.
+    pub fn head(&self, h: &Tensor) -> candle_core::Result<Tensor> {
+        self.lm_head.forward(&self.norm.forward(h)?)
     }
 
     /// Tokens in the KV cache.
