@@ -6,7 +6,7 @@
 //! raw text is tokenized with them. A prompt that does not fit the window together with the
 //! requested new tokens is rejected, never cut.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -17,6 +17,7 @@ use longctx_models::generate::{generate_with, GenerationParams, StopReason};
 use longctx_models::gguf::load_gguf;
 use longctx_models::llama::{CausalLm, Llama};
 use longctx_models::load::{load_hf_dir, resolve_model};
+use longctx_models::lora::Adapter;
 use longctx_models::rope::RopeScaling;
 use longctx_models::tokenizer::HfTokenizer;
 use longctx_models::Loaded;
@@ -61,16 +62,29 @@ pub struct NativeOptions {
     pub context_window: Option<usize>,
     /// Prompt tokens per prefill pass.
     pub prefill_chunk: usize,
+    /// A LoRA adapter directory in PEFT's format, applied on top of the weights.
+    pub adapter: Option<PathBuf>,
 }
 
 impl Default for NativeOptions {
     fn default() -> Self {
-        Self { dtype: DType::F32, rope_scaling: None, context_window: None, prefill_chunk: 512 }
+        Self { dtype: DType::F32, rope_scaling: None, context_window: None, prefill_chunk: 512, adapter: None }
     }
 }
 
-/// Loads a GGUF file, a model directory or a hub id on `device`.
+/// Loads a GGUF file, a model directory or a hub id on `device`, with the adapter of
+/// `options` applied.
 pub fn load_model(path: &Path, options: &NativeOptions, device: &Device) -> Result<Loaded, Error> {
+    let mut loaded = load_base(path, options, device)?;
+    if let Some(dir) = &options.adapter {
+        let adapter = Adapter::load(dir, loaded.model.config(), device)
+            .map_err(|e| Error::Load(format!("adapter {}: {e}", dir.display())))?;
+        adapter.apply(&mut loaded.model).map_err(|e| Error::Load(format!("adapter {}: {e}", dir.display())))?;
+    }
+    Ok(loaded)
+}
+
+fn load_base(path: &Path, options: &NativeOptions, device: &Device) -> Result<Loaded, Error> {
     let rope = options.rope_scaling.as_deref();
     let what = |e: longctx_models::ModelError| Error::Load(format!("loading {}: {e}", path.display()));
     if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
@@ -160,7 +174,12 @@ impl NativeBackend {
         let rope = &loaded.model.config().rope;
         let factor = if options.rope_scaling.is_some() { scaling_factor(&rope.scaling) } else { 1.0 };
         let window = options.context_window.unwrap_or((rope.max_position_embeddings as f64 * factor).round() as usize);
-        let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+        let base_name =
+            |p: &Path| p.file_name().map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned());
+        let mut name = base_name(path);
+        if let Some(adapter) = &options.adapter {
+            name = format!("{name}+{}", base_name(adapter));
+        }
         Ok(Self {
             model: Mutex::new(loaded.model),
             tokenizer: loaded.tokenizer,

@@ -229,19 +229,34 @@ impl GgufFile {
     }
 }
 
-/// The weights of a GGUF file, quantized as stored.
+/// The weights of a GGUF file, quantized as stored (or dequantized to f32 with
+/// [`GgufWeights::dense`]).
 pub struct GgufWeights<'a> {
     file: &'a GgufFile,
     device: Device,
     /// `(heads, kv_heads)` when the q/k rows are in llama.cpp's rotary order.
     permuted: Option<(usize, usize)>,
+    /// Dequantize every matrix to f32 (dense, differentiable products).
+    dense: bool,
 }
 
 impl<'a> GgufWeights<'a> {
     /// Weights of `file` for `config`, on `device`.
     pub fn new(file: &'a GgufFile, config: &Config, device: &Device) -> Result<Self, ModelError> {
         let permuted = (file.architecture()? == "llama").then_some((config.num_heads, config.num_kv_heads));
-        Ok(Self { file, device: device.clone(), permuted })
+        Ok(Self { file, device: device.clone(), permuted, dense: false })
+    }
+
+    /// The same weights dequantized to f32 dense matrices at load (training through the
+    /// products; memory four bytes per weight).
+    #[must_use]
+    pub fn dense(mut self) -> Self {
+        self.dense = true;
+        self
+    }
+
+    fn dequantized(&self, w: &QTensor) -> candle_core::Result<Tensor> {
+        w.dequantize(&self.device)?.to_dtype(DType::F32)
     }
 
     fn name(layer: usize, part: Part) -> String {
@@ -329,6 +344,9 @@ impl WeightSource for GgufWeights<'_> {
             b = b.map(|b| self.unpermute(b, heads)).transpose()?;
         }
         let b = b.map(|b| b.dequantize(&self.device)).transpose()?;
+        if self.dense {
+            return Ok(Proj::Dense(candle_nn::Linear::new(self.dequantized(&w)?, b)));
+        }
         Ok(match self.packed(&w, out_dim, in_dim)? {
             Some(m) => Proj::Packed(QuantMatMul(m), b),
             None => Proj::Quant(QMatMul::from_qtensor(w)?, b),
@@ -345,6 +363,9 @@ impl WeightSource for GgufWeights<'_> {
 
     fn embedding(&self, vocab: usize, hidden: usize) -> candle_core::Result<Embed> {
         let w = self.get("token_embd.weight", &[vocab, hidden])?;
+        if self.dense {
+            return Ok(Embed::Dense(candle_nn::Embedding::new(self.dequantized(&w)?, hidden)));
+        }
         Ok(match self.packed(&w, vocab, hidden)? {
             Some(m) => Embed::Packed(m),
             None => Embed::Quant(QMatMul::from_qtensor(w)?),
@@ -352,12 +373,17 @@ impl WeightSource for GgufWeights<'_> {
     }
 
     fn lm_head(&self, hidden: usize, vocab: usize, tied: bool, embed: &Embed) -> candle_core::Result<Proj> {
-        if let (true, Embed::Packed(m)) = (tied, embed) {
+        match (tied, embed) {
             // One copy of the matrix serves the lookup and the LM head.
-            return Ok(Proj::Packed(QuantMatMul(Arc::clone(m)), None));
+            (true, Embed::Packed(m)) => return Ok(Proj::Packed(QuantMatMul(Arc::clone(m)), None)),
+            (true, Embed::Dense(e)) => return Ok(Proj::Dense(candle_nn::Linear::new(e.embeddings().clone(), None))),
+            _ => {}
         }
         let name = if tied { "token_embd.weight" } else { "output.weight" };
         let w = self.get(name, &[vocab, hidden])?;
+        if self.dense {
+            return Ok(Proj::Dense(candle_nn::Linear::new(self.dequantized(&w)?, None)));
+        }
         Ok(match self.packed(&w, vocab, hidden)? {
             Some(m) => Proj::Packed(QuantMatMul(m), None),
             None => Proj::Quant(QMatMul::from_qtensor(w)?, None),
@@ -489,9 +515,22 @@ fn chat_template(file: &GgufFile) -> Result<Option<ChatTemplate>, ModelError> {
 /// optional RoPE override `KIND:FACTOR`. The tokenizer comes from the metadata; when the
 /// metadata's tokenizer cannot be rebuilt, a `tokenizer.json` beside the file is used.
 pub fn load_gguf(path: &Path, device: &Device, rope_override: Option<&str>) -> Result<Loaded, ModelError> {
+    load_gguf_with(path, device, rope_override, false)
+}
+
+/// [`load_gguf`], with every matrix dequantized to f32 when `dense` (to train through it).
+pub fn load_gguf_with(
+    path: &Path,
+    device: &Device,
+    rope_override: Option<&str>,
+    dense: bool,
+) -> Result<Loaded, ModelError> {
     let file = GgufFile::open(path)?;
     let config = file.config(rope_override)?;
-    let weights = GgufWeights::new(&file, &config, device)?;
+    let mut weights = GgufWeights::new(&file, &config, device)?;
+    if dense {
+        weights = weights.dense();
+    }
     let model = Llama::from_source(config, &weights)?;
     let beside = path.with_file_name("tokenizer.json");
     let tokenizer = match gguf_tokenizer(&file) {

@@ -35,7 +35,8 @@ pub struct LoraConfig {
     pub task_type: Option<String>,
     /// Rank.
     pub r: usize,
-    /// Scaling numerator.
+    /// Scaling numerator (written as an integer when it is one, as peft writes it).
+    #[serde(serialize_with = "integral_as_int")]
     pub lora_alpha: f64,
     /// The adapted modules: a list of names (`q_proj`, …) or one regular expression over full
     /// module names.
@@ -70,6 +71,15 @@ pub struct LoraConfig {
     /// Every other key of the file, kept as it was.
     #[serde(flatten)]
     pub other: BTreeMap<String, serde_json::Value>,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde passes fields by reference
+fn integral_as_int<S: serde::Serializer>(x: &f64, s: S) -> Result<S::Ok, S::Error> {
+    if x.fract() == 0.0 && x.abs() < 9e15 {
+        s.serialize_i64(*x as i64)
+    } else {
+        s.serialize_f64(*x)
+    }
 }
 
 fn default_bias() -> String {

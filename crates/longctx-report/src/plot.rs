@@ -173,6 +173,42 @@ pub fn plots(summary: &RunSummary, baseline: &VariantSummary) -> Vec<Plot> {
     plots
 }
 
+/// The loss curve of a training run: `points` are `(step, loss)`; `smoothed` (a moving
+/// average, when there are enough steps) is drawn as a second line.
+pub fn loss_curve(title: &str, points: Vec<(f64, f64)>) -> Plot {
+    let mut lines = vec![("loss".to_string(), points.clone())];
+    let window = (points.len() / 20).max(1);
+    if window > 1 {
+        let smoothed = points
+            .iter()
+            .enumerate()
+            .map(|(i, &(x, _))| {
+                let lo = i.saturating_sub(window - 1);
+                let mean = points[lo..=i].iter().map(|p| p.1).sum::<f64>() / (i - lo + 1) as f64;
+                (x, mean)
+            })
+            .collect();
+        lines.push((format!("moving average ({window} steps)"), smoothed));
+    }
+    Plot {
+        name: "loss".into(),
+        title: title.to_string(),
+        x_label: "optimizer step".into(),
+        y_label: "training loss".into(),
+        reference: None,
+        kind: PlotKind::Lines { log_x: false, lines },
+    }
+}
+
+/// 1, 2 or 5 times a power of ten, at least `raw` (a readable tick spacing).
+fn nice_step(raw: f64) -> f64 {
+    if !(raw > 0.0 && raw.is_finite()) {
+        return 1.0;
+    }
+    let power = 10f64.powf(raw.log10().floor());
+    [1.0, 2.0, 5.0, 10.0].into_iter().map(|m| m * power).find(|&s| s >= raw).unwrap_or(10.0 * power)
+}
+
 /// A name reduced to `[A-Za-z0-9_-]` for use in a file name.
 fn file_stem(name: &str) -> String {
     name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
@@ -262,7 +298,17 @@ impl Plot {
                     xs.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| (a.min(t(x)), b.max(t(x))));
                 let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (0.0, 1.0) };
                 let pad = ((hi - lo) * 0.08).max(0.1);
-                let mut ticks: Vec<f64> = xs.iter().map(|&x| t(x)).collect();
+                // A sweep has a few points, each labelled with its value and a tick of its own;
+                // a long series (a loss curve) is a plain line over about ten ticks.
+                let dense = lines.iter().any(|l| l.1.len() > 20);
+                let mut ticks: Vec<f64> = if dense {
+                    let step = nice_step((hi - lo) / 10.0);
+                    let first = (lo / step).ceil() as i64;
+                    let last = (hi / step).floor() as i64;
+                    (first..=last).map(|k| k as f64 * step).collect()
+                } else {
+                    xs.iter().map(|&x| t(x)).collect()
+                };
                 ticks.sort_by(f64::total_cmp);
                 ticks.dedup();
                 let mut chart = ChartBuilder::on(&chart_area)
@@ -286,6 +332,10 @@ impl Plot {
                 for (i, (_, points)) in lines.iter().enumerate() {
                     let colour = PALETTE[i % PALETTE.len()];
                     let points: Vec<(f64, f64)> = points.iter().map(|&(x, y)| (t(x), y)).collect();
+                    if dense {
+                        chart.draw_series(LineSeries::new(points.iter().copied(), colour.stroke_width(2)))?;
+                        continue;
+                    }
                     chart.draw_series(LineSeries::new(points.iter().copied(), colour.stroke_width(3)))?;
                     chart.draw_series(points.iter().map(|&p| Circle::new(p, 5, colour.filled())))?;
                     chart.draw_series(points.iter().map(|&(x, y)| {

@@ -190,6 +190,9 @@ pub struct ModelConfig {
     pub dtype: Option<Dtype>,
     /// Native: RoPE override `KIND:FACTOR`.
     pub rope_scaling: Option<String>,
+    /// Native: a LoRA adapter directory (PEFT's format) applied on top of the model; its
+    /// content is part of the variants' configuration hash.
+    pub adapter: Option<PathBuf>,
     /// Native: the window (default: from the model's config).
     pub context_window: Option<usize>,
     /// Native: prompt tokens per prefill pass.
@@ -233,6 +236,9 @@ impl ModelConfig {
         for key in ["base_url", "api_key_env", "concurrency", "timeout_s", "max_retries", "backoff_s", "prefill_chunk"]
         {
             m.remove(key);
+        }
+        if let Some(dir) = &self.adapter {
+            m.insert("adapter".into(), serde_json::json!({"path": dir, "sha256": adapter_hash(dir)}));
         }
         v
     }
@@ -301,6 +307,7 @@ impl ModelConfig {
                         ("dtype", self.dtype.is_some()),
                         ("rope_scaling", self.rope_scaling.is_some()),
                         ("context_window", self.context_window.is_some()),
+                        ("adapter", self.adapter.is_some()),
                     ],
                     "openai",
                 )?;
@@ -551,6 +558,22 @@ fn side_name(side: Side) -> &'static str {
     }
 }
 
+/// SHA-256 of an adapter directory's `adapter_config.json` and `adapter_model.safetensors`
+/// (`missing` when they cannot be read: loading the model then says why).
+fn adapter_hash(dir: &std::path::Path) -> String {
+    let mut h = Sha256::new();
+    for file in ["adapter_config.json", "adapter_model.safetensors"] {
+        match fs_err::read(dir.join(file)) {
+            Ok(bytes) => h.update(&bytes),
+            Err(_) => return "missing".into(),
+        }
+    }
+    h.finalize().iter().fold(String::with_capacity(64), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
+}
+
 /// A short hex SHA-256 of a JSON value.
 pub fn hash_json(v: &serde_json::Value) -> String {
     let digest = Sha256::digest(v.to_string().as_bytes());
@@ -785,6 +808,23 @@ datasets = ["qasper"]
             }
         }
         assert_eq!(n, 7);
+    }
+
+    #[test]
+    fn an_adapters_content_is_part_of_the_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        fs_err::write(dir.path().join("adapter_config.json"), "{}").unwrap();
+        fs_err::write(dir.path().join("adapter_model.safetensors"), "weights 1").unwrap();
+        let text = BASE.replace("path = \"m.gguf\"", &format!("path = \"m.gguf\"\nadapter = {:?}", dir.path()))
+            + "\n[[strategy]]\nkind = \"full\"\n";
+        let plain = Experiment::parse(&format!("{BASE}\n[[strategy]]\nkind = \"full\"\n")).unwrap().variants().unwrap();
+        let first = Experiment::parse(&text).unwrap().variants().unwrap();
+        assert_ne!(first[0].hash, plain[0].hash);
+        fs_err::write(dir.path().join("adapter_model.safetensors"), "weights 2").unwrap();
+        let second = Experiment::parse(&text).unwrap().variants().unwrap();
+        assert_ne!(first[0].hash, second[0].hash);
+        let openai = "name = \"t\"\n[model]\nbackend = \"openai\"\nbase_url = \"http://x\"\nmodel = \"m\"\ntokenizer = \"t\"\nmax_prompt_tokens = 10\nadapter = \"a\"\n[benchmark]\n[[strategy]]\nkind = \"full\"\n";
+        assert!(Experiment::parse(openai).unwrap_err().to_string().contains("`adapter` does not apply"));
     }
 
     #[test]

@@ -47,6 +47,9 @@ pub struct ServeArgs {
     /// Override the model's RoPE scaling (e.g. linear:4, dynamic:4, yarn:4).
     #[arg(long, value_name = "KIND:FACTOR")]
     pub rope_scaling: Option<String>,
+    /// A LoRA adapter directory in PEFT's format to apply on top of the model.
+    #[arg(long, value_name = "DIR")]
+    pub adapter: Option<PathBuf>,
     /// The context window in tokens (default: the model's, times the RoPE override's factor).
     #[arg(long, value_name = "N")]
     pub context_window: Option<usize>,
@@ -90,6 +93,7 @@ impl ServeArgs {
             rope_scaling: self.rope_scaling.clone(),
             context_window: self.context_window,
             prefill_chunk: self.prefill_chunk,
+            adapter: self.adapter.clone(),
         }
     }
 

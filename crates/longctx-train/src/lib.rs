@@ -16,10 +16,13 @@
 //! - [`merge`]: an adapter merged into its base model.
 
 pub mod batch;
+pub mod config;
 pub mod data;
 pub mod loss;
+pub mod merge;
 pub mod optim;
 pub mod step;
+pub mod trainer;
 
 use std::path::PathBuf;
 

@@ -237,3 +237,39 @@ pub fn forward_backward(
     }
     Ok(loss)
 }
+
+/// The loss of one pass over `data` with no training (`longctx loss`): the whole data taken as
+/// one optimizer step, run in micro-batches of `batching`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LossReport {
+    /// The loss (`token-mean` or `longalign` over every sequence).
+    pub loss: f64,
+    /// Sequences.
+    pub sequences: usize,
+    /// Target tokens.
+    pub target_tokens: usize,
+    /// Tokens.
+    pub tokens: usize,
+}
+
+/// [`LossReport`] of `data` under `model`.
+pub fn evaluate(
+    model: &Llama,
+    data: &[Encoded],
+    batching: crate::batch::Batching,
+    kind: crate::loss::LossKind,
+    micro_batch_tokens: usize,
+) -> Result<LossReport> {
+    let n: Vec<usize> = data.iter().map(Encoded::n_targets).collect();
+    let w = kind.weights(&n);
+    let lens: Vec<usize> = data.iter().map(Encoded::len).collect();
+    let mut loss = 0.0;
+    for mb in crate::batch::micro_batches(&lens, batching, micro_batch_tokens, 0, 0) {
+        let refs: Vec<&Encoded> = mb.iter().map(|&i| &data[i]).collect();
+        let weights: Vec<f64> = mb.iter().map(|&i| w[i]).collect();
+        let packed = Packed::new(&refs, &weights, &Device::Cpu)?;
+        let nll = target_nll(model, &packed, 1024)?;
+        loss += nll.iter().zip(&packed.target_sequence).map(|(&l, &s)| f64::from(l) * weights[s]).sum::<f64>();
+    }
+    Ok(LossReport { loss, sequences: data.len(), target_tokens: n.iter().sum(), tokens: lens.iter().sum() })
+}

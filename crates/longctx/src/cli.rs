@@ -55,9 +55,77 @@ pub(crate) enum Command {
     /// Compress a text with LLMLingua-2, exactly as the `llmlingua` package's
     /// `compress_prompt(text, rate=R, force_tokens=[...])` does.
     Compress(CompressArgs),
+    /// Fine-tune a model on chat data (LoRA in PEFT's format, or every weight): packed or
+    /// sorted batching, token-mean or LongAlign loss, AdamW with warm-up and cosine decay,
+    /// checkpoints; a rerun with --resume continues exactly where a killed run stopped.
+    Train(TrainArgs),
+    /// The loss of a model (and adapter) on chat data, without training: one pass, the whole
+    /// file taken as one optimizer step.
+    Loss(LossArgs),
+    /// Merge a LoRA adapter into its base model and write a model directory.
+    Merge(MergeArgs),
     /// Benchmarks (throughput of the native runtime).
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TrainArgs {
+    /// The training file (TOML): [model], [data], [lora] or `full = true`, [optim], [output].
+    pub(crate) config: PathBuf,
+    /// Stop after N optimizer steps (the learning-rate schedule spans N steps).
+    #[arg(long, value_name = "N")]
+    pub(crate) max_steps: Option<usize>,
+    /// Continue the run in the output directory from its last checkpoint.
+    #[arg(long)]
+    pub(crate) resume: bool,
+    /// Where run directories go (overrides the file's `output_dir`).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) output_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LossArgs {
+    /// The model: a Hugging Face directory, hub id or GGUF file.
+    #[arg(long)]
+    pub(crate) model: PathBuf,
+    /// A LoRA adapter directory in PEFT's format.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) adapter: Option<PathBuf>,
+    /// Chat JSONL (`{"messages": [{"role", "content"}, …]}` per line).
+    #[arg(long)]
+    pub(crate) data: PathBuf,
+    /// Longest sequence, in tokens; longer conversations are left out (or cut, --truncate).
+    #[arg(long)]
+    pub(crate) max_seq_len: usize,
+    /// Cut over-long conversations to --max-seq-len instead of leaving them out.
+    #[arg(long)]
+    pub(crate) truncate: bool,
+    /// naive, sorted or packed (the value does not depend on it).
+    #[arg(long, default_value = "packed")]
+    pub(crate) batching: longctx_train::batch::Batching,
+    /// token-mean or longalign.
+    #[arg(long, default_value = "longalign")]
+    pub(crate) loss: longctx_train::loss::LossKind,
+    /// Override the model's RoPE scaling (KIND:FACTOR).
+    #[arg(long, value_name = "KIND:FACTOR")]
+    pub(crate) rope_scaling: Option<String>,
+    /// Print `{"loss", "sequences", "target_tokens", "tokens"}`.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct MergeArgs {
+    /// The base model: a Hugging Face directory or hub id (safetensors).
+    #[arg(long)]
+    pub(crate) model: String,
+    /// The LoRA adapter directory.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) adapter: PathBuf,
+    /// The new model directory.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) out: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -257,6 +325,10 @@ pub(crate) struct BenchGenerateArgs {
     /// Override the model's RoPE scaling (KIND:FACTOR).
     #[arg(long, value_name = "KIND:FACTOR")]
     pub(crate) rope_scaling: Option<String>,
+    /// A LoRA adapter directory in PEFT's format (adapter_config.json,
+    /// adapter_model.safetensors) to apply on top of the model.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) adapter: Option<PathBuf>,
     /// Prompt tokens per prefill pass.
     #[arg(long, default_value_t = 512)]
     pub(crate) prefill_chunk: usize,
@@ -329,6 +401,10 @@ pub(crate) struct PerplexityArgs {
     /// Override the model's RoPE scaling: KIND:FACTOR with KIND linear, dynamic, yarn or llama3.
     #[arg(long, value_name = "KIND:FACTOR")]
     pub(crate) rope_scaling: Option<String>,
+    /// A LoRA adapter directory in PEFT's format (adapter_config.json,
+    /// adapter_model.safetensors) to apply on top of the model.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) adapter: Option<PathBuf>,
     /// Also print (or put in the JSON) every scored token's negative log-likelihood.
     #[arg(long)]
     pub(crate) per_token: bool,
@@ -361,6 +437,10 @@ pub(crate) struct GenerateArgs {
     /// Override the model's RoPE scaling: KIND:FACTOR with KIND linear, dynamic, yarn or llama3.
     #[arg(long, value_name = "KIND:FACTOR")]
     pub(crate) rope_scaling: Option<String>,
+    /// A LoRA adapter directory in PEFT's format (adapter_config.json,
+    /// adapter_model.safetensors) to apply on top of the model.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) adapter: Option<PathBuf>,
     /// Sampling temperature; 0 (the default) decodes greedily.
     #[arg(long, default_value_t = 0.0)]
     pub(crate) temperature: f64,

@@ -26,7 +26,8 @@ pub(crate) fn generate_bench(args: &BenchGenerateArgs) -> Result<()> {
         std::env::set_var("RAYON_NUM_THREADS", t.to_string());
     }
     let device = Device::Cpu;
-    let mut loaded = model::load(&args.model, args.dtype, args.rope_scaling.as_deref(), &device)?;
+    let mut loaded =
+        model::load(&args.model, args.dtype, args.rope_scaling.as_deref(), args.adapter.as_deref(), &device)?;
     let config = loaded.model.config().clone();
     let vocab = config.vocab_size as u32;
     let longest = args.prompt_tokens.iter().copied().max().unwrap_or(0);

@@ -24,7 +24,8 @@ pub(crate) fn run(args: &GenerateArgs) -> Result<()> {
         (None, None) => bail!("give --prompt or --prompt-file"),
     };
     let device = Device::Cpu;
-    let mut loaded = model::load(&args.model, args.dtype, args.rope_scaling.as_deref(), &device)?;
+    let mut loaded =
+        model::load(&args.model, args.dtype, args.rope_scaling.as_deref(), args.adapter.as_deref(), &device)?;
     let (text, add_special) = if args.chat {
         let template = loaded
             .chat_template

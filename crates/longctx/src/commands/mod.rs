@@ -10,3 +10,4 @@ pub(crate) mod report;
 pub(crate) mod retrieval;
 pub(crate) mod run;
 pub(crate) mod score;
+pub(crate) mod train;

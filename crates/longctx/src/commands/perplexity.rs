@@ -21,7 +21,8 @@ pub(crate) fn run(args: &PerplexityArgs) -> Result<()> {
         bail!("--context must be at least 2 and --stride between 1 and --context (got {} and {stride})", args.context);
     }
     let device = Device::Cpu;
-    let mut loaded = model::load(&args.model, args.dtype, args.rope_scaling.as_deref(), &device)?;
+    let mut loaded =
+        model::load(&args.model, args.dtype, args.rope_scaling.as_deref(), args.adapter.as_deref(), &device)?;
     let text = fs_err::read_to_string(&args.file)?;
     let ids = loaded.tokenizer.encode(&text, false).with_context(|| format!("tokenizing {}", args.file.display()))?;
     if ids.len() < 2 {
