@@ -3,7 +3,7 @@
 //! fused single-query attention for decoding.
 #![allow(clippy::inline_always)]
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Shape};
+use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 /// Softmax over the last dimension of f32 scores `[.., rows, hi - lo]` whose rows are queries
@@ -270,5 +270,307 @@ unsafe fn weighted_sum<const V: usize>(p: &[f32], v: *const f32, out: *mut f32) 
     }
     for (t, a) in acc.iter().enumerate() {
         _mm256_storeu_ps(out.add(t * 8), *a);
+    }
+}
+
+/// Causal attention with a backward pass, for training: `q` `[b, h, n, d]` over `k`, `v`
+/// `[b, kvh, n, d]` (queries and keys at the same positions `0..n`, `h` a multiple of `kvh`),
+/// all f32 and contiguous; a key is visible to a query at or after it, within `window`
+/// positions when there is one. Memory is `O(n · d)`: no `n × n` matrix is kept. The forward
+/// pass stores each row's log-sum-exp; the backward pass recomputes the probabilities from it
+/// (FlashAttention's scheme: `dV += Pᵀ dO`, `dS = P ∘ (dO Vᵀ − rowsum(dO ∘ O))`, `dQ = dS K`,
+/// `dK = dSᵀ Q`, each scaled as the scores are).
+pub(crate) struct CausalAttention {
+    pub(crate) scale: f32,
+    pub(crate) window: Option<usize>,
+    /// Log-sum-exp of each query row's scores, `[b, h, n]`, from the forward pass.
+    lse: std::sync::Mutex<Vec<f32>>,
+}
+
+impl CausalAttention {
+    pub(crate) fn new(scale: f32, window: Option<usize>) -> Self {
+        Self { scale, window, lse: std::sync::Mutex::new(Vec::new()) }
+    }
+
+    /// The first key row `i` sees.
+    fn first_key(&self, i: usize) -> usize {
+        self.window.map_or(0, |w| (i + 1).saturating_sub(w))
+    }
+}
+
+/// `y += a · x`.
+#[inline(always)]
+fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
+    for (y, x) in y.iter_mut().zip(x) {
+        *y += a * x;
+    }
+}
+
+fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
+    let data = f32_data(s, what)?;
+    let Some((a, b)) = l.contiguous_offsets() else { candle_core::bail!("causal attention: {what} not contiguous") };
+    Ok(&data[a..b])
+}
+
+/// One (batch, query head) of the forward pass: `out` `[n, d]` and `lse` `[n]`.
+#[inline(always)]
+fn forward_head(op: &CausalAttention, q: &[f32], k: &[f32], v: &[f32], d: usize, out: &mut [f32], lse: &mut [f32]) {
+    let n = lse.len();
+    let mut scores = vec![0f32; n];
+    for i in 0..n {
+        let lo = op.first_key(i);
+        let qi = &q[i * d..(i + 1) * d];
+        let row = &mut scores[..=i - lo];
+        let mut max = f32::NEG_INFINITY;
+        for (j, s) in (lo..=i).zip(row.iter_mut()) {
+            *s = dot(qi, &k[j * d..(j + 1) * d]) * op.scale;
+            max = max.max(*s);
+        }
+        let mut sum = 0f32;
+        for s in row.iter_mut() {
+            *s = (*s - max).exp();
+            sum += *s;
+        }
+        let oi = &mut out[i * d..(i + 1) * d];
+        for (j, &p) in (lo..=i).zip(row.iter()) {
+            axpy(oi, p / sum, &v[j * d..(j + 1) * d]);
+        }
+        lse[i] = max + sum.ln();
+    }
+}
+
+/// The backward pass of one (batch, key/value head) group: the gradients of its `rep` query
+/// heads (`dq` `[rep, n, d]`) and of its keys and values (`dk`, `dv` `[n, d]`).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn backward_group(
+    op: &CausalAttention,
+    (q, k, v, o, dout, lse): (&[f32], &[f32], &[f32], &[f32], &[f32], &[f32]),
+    d: usize,
+    dq: &mut [f32],
+    dk: &mut [f32],
+    dv: &mut [f32],
+) {
+    let n = k.len() / d;
+    let rep = q.len() / (n * d);
+    for r in 0..rep {
+        for i in 0..n {
+            let row = r * n + i;
+            let (qi, doi) = (&q[row * d..(row + 1) * d], &dout[row * d..(row + 1) * d]);
+            let delta = dot(doi, &o[row * d..(row + 1) * d]);
+            let dqi = &mut dq[row * d..(row + 1) * d];
+            for j in op.first_key(i)..=i {
+                let (kj, vj) = (&k[j * d..(j + 1) * d], &v[j * d..(j + 1) * d]);
+                let p = (dot(qi, kj) * op.scale - lse[row]).exp();
+                axpy(&mut dv[j * d..(j + 1) * d], p, doi);
+                let ds = p * (dot(doi, vj) - delta) * op.scale;
+                axpy(dqi, ds, kj);
+                axpy(&mut dk[j * d..(j + 1) * d], ds, qi);
+            }
+        }
+    }
+}
+
+/// The kernels compiled for AVX2 + FMA where the CPU has them.
+mod simd {
+    use super::{backward_group, forward_head, CausalAttention};
+
+    #[target_feature(enable = "avx2,fma")]
+    #[cfg(target_arch = "x86_64")]
+    pub(super) unsafe fn forward_head_avx2(
+        op: &CausalAttention,
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        d: usize,
+        out: &mut [f32],
+        lse: &mut [f32],
+    ) {
+        forward_head(op, q, k, v, d, out, lse);
+    }
+
+    #[allow(clippy::type_complexity)]
+    #[target_feature(enable = "avx2,fma")]
+    #[cfg(target_arch = "x86_64")]
+    pub(super) unsafe fn backward_group_avx2(
+        op: &CausalAttention,
+        inputs: (&[f32], &[f32], &[f32], &[f32], &[f32], &[f32]),
+        d: usize,
+        dq: &mut [f32],
+        dk: &mut [f32],
+        dv: &mut [f32],
+    ) {
+        backward_group(op, inputs, d, dq, dk, dv);
+    }
+}
+
+fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+impl CustomOp3 for CausalAttention {
+    fn name(&self) -> &'static str {
+        "causal-attention"
+    }
+
+    fn cpu_fwd(
+        &self,
+        qs: &CpuStorage,
+        ql: &Layout,
+        ks: &CpuStorage,
+        kl: &Layout,
+        vs: &CpuStorage,
+        vl: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (q, k, v) = (contiguous_f32(qs, ql, "q")?, contiguous_f32(ks, kl, "k")?, contiguous_f32(vs, vl, "v")?);
+        let [b, h, n, d] = *ql.shape().dims() else { candle_core::bail!("causal attention: q is not 4-d") };
+        let [_, kvh, _, _] = *kl.shape().dims() else { candle_core::bail!("causal attention: k is not 4-d") };
+        let rep = h / kvh;
+        let mut out = vec![0f32; b * h * n * d];
+        let mut lse = vec![0f32; b * h * n];
+        let avx2 = has_avx2();
+        out.par_chunks_mut(n * d).zip(lse.par_chunks_mut(n)).enumerate().for_each(|(bh, (out, lse))| {
+            let (bi, hq) = (bh / h, bh % h);
+            let g = bi * kvh + hq / rep;
+            let (qh, kg, vg) =
+                (&q[bh * n * d..(bh + 1) * n * d], &k[g * n * d..(g + 1) * n * d], &v[g * n * d..(g + 1) * n * d]);
+            #[cfg(target_arch = "x86_64")]
+            if avx2 {
+                // SAFETY: the CPU has AVX2 and FMA (checked above).
+                unsafe { simd::forward_head_avx2(self, qh, kg, vg, d, out, lse) };
+                return;
+            }
+            let _ = avx2;
+            forward_head(self, qh, kg, vg, d, out, lse);
+        });
+        *self.lse.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = lse;
+        Ok((CpuStorage::F32(out), Shape::from((b, h, n, d))))
+    }
+
+    fn bwd(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (b, h, n, d) = q.dims4()?;
+        let kvh = k.dim(1)?;
+        let rep = h / kvh;
+        let flat = |t: &Tensor| -> candle_core::Result<Vec<f32>> { t.contiguous()?.flatten_all()?.to_vec1::<f32>() };
+        let (qv, kv, vv, ov, dov) = (flat(q)?, flat(k)?, flat(v)?, flat(res)?, flat(grad_res)?);
+        let lse = self.lse.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        if lse.len() != b * h * n {
+            candle_core::bail!("causal attention: backward without its forward pass");
+        }
+        let mut dq = vec![0f32; b * h * n * d];
+        let mut dk = vec![0f32; b * kvh * n * d];
+        let mut dv = vec![0f32; b * kvh * n * d];
+        let avx2 = has_avx2();
+        let (qs, gs) = (rep * n * d, n * d);
+        dq.par_chunks_mut(qs).zip(dk.par_chunks_mut(gs)).zip(dv.par_chunks_mut(gs)).enumerate().for_each(
+            |(g, ((dq, dk), dv))| {
+                let inputs = (
+                    &qv[g * qs..(g + 1) * qs],
+                    &kv[g * gs..(g + 1) * gs],
+                    &vv[g * gs..(g + 1) * gs],
+                    &ov[g * qs..(g + 1) * qs],
+                    &dov[g * qs..(g + 1) * qs],
+                    &lse[g * rep * n..(g + 1) * rep * n],
+                );
+                #[cfg(target_arch = "x86_64")]
+                if avx2 {
+                    // SAFETY: the CPU has AVX2 and FMA (checked above).
+                    unsafe { simd::backward_group_avx2(self, inputs, d, dq, dk, dv) };
+                    return;
+                }
+                let _ = avx2;
+                backward_group(self, inputs, d, dq, dk, dv);
+            },
+        );
+        let device = q.device();
+        Ok((
+            Some(Tensor::from_vec(dq, (b, h, n, d), device)?),
+            Some(Tensor::from_vec(dk, (b, kvh, n, d), device)?),
+            Some(Tensor::from_vec(dv, (b, kvh, n, d), device)?),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Var, D};
+
+    use super::*;
+
+    /// Attention written out in tensor operations, with its mask.
+    fn reference(q: &Tensor, k: &Tensor, v: &Tensor, scale: f64, window: Option<usize>) -> Tensor {
+        let (_, h, n, _) = q.dims4().unwrap();
+        let rep = h / k.dim(1).unwrap();
+        let expand = |t: &Tensor| {
+            let (b, kvh, n, d) = t.dims4().unwrap();
+            t.unsqueeze(2).unwrap().expand((b, kvh, rep, n, d)).unwrap().reshape((b, kvh * rep, n, d)).unwrap()
+        };
+        let (k, v) = (expand(k), expand(v));
+        let mut mask = vec![0f32; n * n];
+        for i in 0..n {
+            for j in 0..n {
+                if j > i || window.is_some_and(|w| j + w <= i) {
+                    mask[i * n + j] = f32::NEG_INFINITY;
+                }
+            }
+        }
+        let mask = Tensor::from_vec(mask, (n, n), q.device()).unwrap();
+        let scores = (q.matmul(&k.t().unwrap()).unwrap() * scale).unwrap().broadcast_add(&mask).unwrap();
+        let max = scores.max_keepdim(D::Minus1).unwrap();
+        let e = scores.broadcast_sub(&max).unwrap().exp().unwrap();
+        let p = e.broadcast_div(&e.sum_keepdim(D::Minus1).unwrap()).unwrap();
+        p.matmul(&v).unwrap()
+    }
+
+    #[test]
+    fn causal_attention_and_its_gradients_equal_the_tensor_version() {
+        let device = Device::Cpu;
+        for (window, n) in [(None, 19), (Some(5), 23), (None, 1)] {
+            let (b, h, kvh, d) = (2, 6, 2, 16);
+            let rand = |shape: (usize, usize, usize, usize), seed: u64| {
+                let count = shape.0 * shape.1 * shape.2 * shape.3;
+                let data: Vec<f32> = (0..count as u64)
+                    .map(|i| (((i * 2_654_435_761 + seed * 97) % 1000) as f32 / 500.0) - 1.0)
+                    .collect();
+                Var::from_tensor(&Tensor::from_vec(data, shape, &device).unwrap()).unwrap()
+            };
+            let (q, k, v) = (rand((b, h, n, d), 1), rand((b, kvh, n, d), 2), rand((b, kvh, n, d), 3));
+            let w = Tensor::from_vec(
+                (0..b * h * n * d).map(|i| ((i % 13) as f32 - 6.0) / 6.0).collect::<Vec<_>>(),
+                (b, h, n, d),
+                &device,
+            )
+            .unwrap();
+            let scale = 0.25;
+            let ours = q
+                .as_tensor()
+                .apply_op3(k.as_tensor(), v.as_tensor(), CausalAttention::new(scale as f32, window))
+                .unwrap();
+            let theirs = reference(q.as_tensor(), k.as_tensor(), v.as_tensor(), scale, window);
+            let diff = |a: &Tensor, b: &Tensor| {
+                a.sub(b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+            };
+            assert!(diff(&ours, &theirs) < 1e-5, "{window:?}: outputs differ by {}", diff(&ours, &theirs));
+            let g1 = (ours * &w).unwrap().sum_all().unwrap().backward().unwrap();
+            let g2 = (theirs * &w).unwrap().sum_all().unwrap().backward().unwrap();
+            for (name, var) in [("q", &q), ("k", &k), ("v", &v)] {
+                let (a, c) = (g1.get(var.as_tensor()).unwrap(), g2.get(var.as_tensor()).unwrap());
+                assert!(diff(a, c) < 1e-4, "{window:?}: d{name} differs by {}", diff(a, c));
+            }
+        }
     }
 }

@@ -16,6 +16,7 @@ mod attention;
 pub mod chat_template;
 pub mod config;
 pub mod encoder;
+pub mod frozen;
 pub mod generate;
 pub mod gguf;
 pub mod llama;

@@ -201,7 +201,7 @@ pub enum Proj {
 impl Module for Proj {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
-            Self::Dense(l) => l.forward(x),
+            Self::Dense(l) => crate::frozen::forward(l, x),
             Self::Quant(w, None) => w.forward(x),
             Self::Quant(w, Some(b)) => w.forward(x)?.broadcast_add(b),
             Self::Packed(w, None) => w.forward(x),
@@ -571,6 +571,14 @@ impl Attention {
         let rep = self.num_heads / self.num_kv_heads;
         let (kvh, d) = (self.num_kv_heads, self.head_dim);
         let scale = 1.0 / (d as f64).sqrt();
+        // Training on the CPU: the fused causal attention with its own backward pass (no
+        // `n × n` matrix kept for the backward pass, a few passes over the keys per row).
+        let differentiable = q.track_op() || k.track_op() || v.track_op();
+        if differentiable && offset == 0 && q.device().is_cpu() && q.dtype() == DType::F32 && k.dim(2)? == s {
+            let op = crate::attention::CausalAttention::new(scale as f32, self.sliding_window);
+            let out = q.contiguous()?.apply_op3(&k.contiguous()?, &v.contiguous()?, op)?;
+            return out.transpose(1, 2)?.reshape((b, s, self.num_heads * d));
+        }
         // One new token in f32 without gradients, on the CPU: the fused decoding kernel.
         let fused = q.device().is_cpu() && !q.track_op() && !k.track_op();
         if s == 1 && q.dtype() == DType::F32 && fused {

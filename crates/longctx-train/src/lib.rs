@@ -16,6 +16,7 @@
 //! - [`merge`]: an adapter merged into its base model.
 
 pub mod batch;
+pub mod bench;
 pub mod config;
 pub mod data;
 pub mod loss;

@@ -299,9 +299,40 @@ pub(crate) enum BenchCommand {
     Generate(BenchGenerateArgs),
     /// Sentence-embedding throughput (chunks/s) of the native encoder.
     Embed(BenchEmbedArgs),
+    /// Training throughput (tokens/s, peak RSS) on one long random sequence per step: LoRA
+    /// on every projection, or full fine-tuning.
+    Train(BenchTrainArgs),
     /// Load test of an OpenAI-compatible server (e.g. `longctx serve`): requests/s and
     /// p50/p99 latency at several numbers of concurrent clients.
     Serve(longctx_serve::LoadTestArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BenchTrainArgs {
+    /// The model: a Hugging Face directory, hub id or GGUF file (dequantized to f32).
+    #[arg(long)]
+    pub(crate) model: String,
+    /// Tokens per sequence (one sequence per optimizer step).
+    #[arg(long, default_value_t = 2048)]
+    pub(crate) seq_len: usize,
+    /// LoRA rank on every projection (alpha = 2 × rank).
+    #[arg(long, default_value_t = 16, conflicts_with = "full")]
+    pub(crate) lora_r: usize,
+    /// Full fine-tuning instead of LoRA.
+    #[arg(long)]
+    pub(crate) full: bool,
+    /// Measured optimizer steps (after one warm-up step).
+    #[arg(long, default_value_t = 3)]
+    pub(crate) steps: usize,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    pub(crate) threads: Option<usize>,
+    /// Gradient checkpointing per decoder layer.
+    #[arg(long)]
+    pub(crate) checkpointing: bool,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -34,6 +34,7 @@ fn main() -> ExitCode {
         cli::Command::Merge(args) => commands::train::merge(&args),
         cli::Command::Bench(cli::BenchCommand::Generate(args)) => commands::bench::generate_bench(&args),
         cli::Command::Bench(cli::BenchCommand::Embed(args)) => commands::retrieval::bench_embed(&args),
+        cli::Command::Bench(cli::BenchCommand::Train(args)) => commands::bench::train_bench(&args),
         cli::Command::Bench(cli::BenchCommand::Serve(args)) => commands::bench::serve_bench(&args),
     };
     match result {

@@ -87,6 +87,40 @@ pub(crate) fn generate_bench(args: &BenchGenerateArgs) -> Result<()> {
     Ok(())
 }
 
+/// `longctx bench train`: training tokens/s and peak RSS.
+pub(crate) fn train_bench(args: &crate::cli::BenchTrainArgs) -> Result<()> {
+    if let Some(t) = args.threads {
+        std::env::set_var("RAYON_NUM_THREADS", t.to_string());
+    }
+    let options = longctx_train::bench::BenchOptions {
+        model: args.model.clone(),
+        seq_len: args.seq_len,
+        lora_r: (!args.full).then_some(args.lora_r),
+        steps: args.steps.max(1),
+        checkpointing: args.checkpointing,
+    };
+    let report = longctx_train::bench::bench(&options)?;
+    let mut row = serde_json::to_value(&report)?;
+    row["peak_rss_bytes"] = serde_json::json!(peak_rss_bytes());
+    row["threads"] = serde_json::json!(args.threads);
+    row["checkpointing"] = serde_json::json!(args.checkpointing);
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        writeln!(out, "{row}")?;
+    } else {
+        writeln!(
+            out,
+            "{} tokens per step, {} trainable parameters: {:.1} tokens/s (median of {} steps), peak RSS {:.0} MiB",
+            report.seq_len,
+            report.trainable_parameters,
+            report.tokens_per_s,
+            report.step_seconds.len(),
+            peak_rss_bytes().unwrap_or(0) as f64 / 1_048_576.0
+        )?;
+    }
+    Ok(())
+}
+
 /// `longctx bench serve`: a bounded load test of an OpenAI-compatible server.
 pub(crate) fn serve_bench(args: &longctx_serve::LoadTestArgs) -> Result<()> {
     let report = longctx_serve::load_test(args)?;
