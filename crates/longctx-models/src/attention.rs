@@ -6,6 +6,8 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
+use crate::dense::{product, View};
+
 /// Softmax over the last dimension of f32 scores `[.., rows, hi - lo]` whose rows are queries
 /// at positions `first + (row mod len)` and whose columns are keys `lo..hi`: a key is visible
 /// when it is not after the query and, with a window, less than `window` positions before it;
@@ -298,82 +300,176 @@ impl CausalAttention {
     }
 }
 
-/// `y += a · x`.
-#[inline(always)]
-fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
-    for (y, x) in y.iter_mut().zip(x) {
-        *y += a * x;
-    }
-}
-
 fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
     let data = f32_data(s, what)?;
     let Some((a, b)) = l.contiguous_offsets() else { candle_core::bail!("causal attention: {what} not contiguous") };
     Ok(&data[a..b])
 }
 
-/// One (batch, query head) of the forward pass: `out` `[n, d]` and `lse` `[n]`.
-#[inline(always)]
-fn forward_head(op: &CausalAttention, q: &[f32], k: &[f32], v: &[f32], d: usize, out: &mut [f32], lse: &mut [f32]) {
-    let n = lse.len();
-    let mut scores = vec![0f32; n];
-    for i in 0..n {
-        let lo = op.first_key(i);
-        let qi = &q[i * d..(i + 1) * d];
-        let row = &mut scores[..=i - lo];
-        let mut max = f32::NEG_INFINITY;
-        for (j, s) in (lo..=i).zip(row.iter_mut()) {
-            *s = dot(qi, &k[j * d..(j + 1) * d]) * op.scale;
-            max = max.max(*s);
-        }
-        let mut sum = 0f32;
-        for s in row.iter_mut() {
-            *s = (*s - max).exp();
-            sum += *s;
-        }
-        let oi = &mut out[i * d..(i + 1) * d];
-        for (j, &p) in (lo..=i).zip(row.iter()) {
-            axpy(oi, p / sum, &v[j * d..(j + 1) * d]);
-        }
-        lse[i] = max + sum.ln();
-    }
+/// Query rows per block: a block's scores `[BLOCK, keys]` are one product.
+const BLOCK: usize = 64;
+
+/// The operands of one (batch, key/value head) group: `q`, `o`, `dout` `[rep, n, d]`, `k`, `v`
+/// `[n, d]`, `lse` `[rep, n]`.
+struct GroupInputs<'a> {
+    q: &'a [f32],
+    k: &'a [f32],
+    v: &'a [f32],
+    o: &'a [f32],
+    dout: &'a [f32],
+    lse: &'a [f32],
 }
 
-/// The backward pass of one (batch, key/value head) group: the gradients of its `rep` query
-/// heads (`dq` `[rep, n, d]`) and of its keys and values (`dk`, `dv` `[n, d]`).
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-fn backward_group(
-    op: &CausalAttention,
-    (q, k, v, o, dout, lse): (&[f32], &[f32], &[f32], &[f32], &[f32], &[f32]),
-    d: usize,
-    dq: &mut [f32],
-    dk: &mut [f32],
-    dv: &mut [f32],
-) {
-    let n = k.len() / d;
-    let rep = q.len() / (n * d);
-    for r in 0..rep {
-        for i in 0..n {
-            let row = r * n + i;
-            let (qi, doi) = (&q[row * d..(row + 1) * d], &dout[row * d..(row + 1) * d]);
-            let delta = dot(doi, &o[row * d..(row + 1) * d]);
-            let dqi = &mut dq[row * d..(row + 1) * d];
-            for j in op.first_key(i)..=i {
-                let (kj, vj) = (&k[j * d..(j + 1) * d], &v[j * d..(j + 1) * d]);
-                let p = (dot(qi, kj) * op.scale - lse[row]).exp();
-                axpy(&mut dv[j * d..(j + 1) * d], p, doi);
-                let ds = p * (dot(doi, vj) - delta) * op.scale;
-                axpy(dqi, ds, kj);
-                axpy(&mut dk[j * d..(j + 1) * d], ds, qi);
+impl CausalAttention {
+    /// Scores `scale · q_b · k[lo..hi]ᵀ` of a query block, masked rows turned into
+    /// probabilities: with `lse` given, `exp(s − lse)` (the backward pass); otherwise each row's
+    /// softmax, its log-sum-exp written to `lse_out`.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn probabilities(
+        &self,
+        p: &mut [f32],
+        q_block: &[f32],
+        k: &[f32],
+        (i0, lo, hi): (usize, usize, usize),
+        d: usize,
+        lse: Option<&[f32]>,
+        lse_out: &mut [f32],
+    ) {
+        let (bq, keys) = (q_block.len() / d, hi - lo);
+        product(
+            p,
+            (bq, keys, d),
+            View::rows(q_block, d),
+            View::transposed(&k[lo * d..hi * d], d),
+            self.scale,
+            false,
+            false,
+        );
+        for r in 0..bq {
+            let i = i0 + r;
+            let row = &mut p[r * keys..(r + 1) * keys];
+            let (first, last) = (self.first_key(i) - lo, i - lo);
+            row[..first].fill(0.0);
+            row[last + 1..].fill(0.0);
+            let visible = &mut row[first..=last];
+            if let Some(lse) = lse {
+                let l = lse[r];
+                for s in visible.iter_mut() {
+                    *s = crate::encoder::exp_f32(*s - l);
+                }
+            } else {
+                let max = visible.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let mut sum = 0f32;
+                for s in visible.iter_mut() {
+                    *s = crate::encoder::exp_f32(*s - max);
+                    sum += *s;
+                }
+                let inv = 1.0 / sum;
+                for s in visible.iter_mut() {
+                    *s *= inv;
+                }
+                lse_out[r] = max + sum.ln();
             }
         }
     }
 }
 
-/// The kernels compiled for AVX2 + FMA where the CPU has them.
+/// One (batch, query head) of the forward pass: `out` `[n, d]` and `lse` `[n]`, a block of
+/// query rows at a time.
+#[inline(always)]
+fn forward_head(op: &CausalAttention, q: &[f32], k: &[f32], v: &[f32], d: usize, out: &mut [f32], lse: &mut [f32]) {
+    let n = lse.len();
+    let mut p = vec![0f32; BLOCK * n];
+    for i0 in (0..n).step_by(BLOCK) {
+        let hi = (i0 + BLOCK).min(n);
+        let (bq, lo) = (hi - i0, op.first_key(i0));
+        let keys = hi - lo;
+        op.probabilities(&mut p, &q[i0 * d..hi * d], k, (i0, lo, hi), d, None, &mut lse[i0..hi]);
+        product(
+            &mut out[i0 * d..hi * d],
+            (bq, d, keys),
+            View::rows(&p, keys),
+            View::rows(&v[lo * d..hi * d], d),
+            1.0,
+            false,
+            false,
+        );
+    }
+}
+
+/// The backward pass of one (batch, key/value head) group: the gradients of its `rep` query
+/// heads (`dq` `[rep, n, d]`) and of its keys and values (`dk`, `dv` `[n, d]`).
+#[inline(always)]
+fn backward_group(op: &CausalAttention, x: &GroupInputs<'_>, d: usize, dq: &mut [f32], dk: &mut [f32], dv: &mut [f32]) {
+    let n = x.k.len() / d;
+    let rep = x.q.len() / (n * d);
+    let mut p = vec![0f32; BLOCK * n];
+    let mut ds = vec![0f32; BLOCK * n];
+    let mut unused = [0f32; BLOCK];
+    for r in 0..rep {
+        let range = r * n * d..(r + 1) * n * d;
+        let (q, o, dout) = (&x.q[range.clone()], &x.o[range.clone()], &x.dout[range]);
+        let lse = &x.lse[r * n..(r + 1) * n];
+        let dq = &mut dq[r * n * d..(r + 1) * n * d];
+        for i0 in (0..n).step_by(BLOCK) {
+            let hi = (i0 + BLOCK).min(n);
+            let (bq, lo) = (hi - i0, op.first_key(i0));
+            let keys = hi - lo;
+            let (q_b, o_b, do_b) = (&q[i0 * d..hi * d], &o[i0 * d..hi * d], &dout[i0 * d..hi * d]);
+            op.probabilities(&mut p, q_b, x.k, (i0, lo, hi), d, Some(&lse[i0..hi]), &mut unused);
+            // dP = dO · Vᵀ, then dS = P ∘ (dP − rowsum(dO ∘ O)) · scale.
+            product(
+                &mut ds,
+                (bq, keys, d),
+                View::rows(do_b, d),
+                View::transposed(&x.v[lo * d..hi * d], d),
+                1.0,
+                false,
+                false,
+            );
+            for row in 0..bq {
+                let delta = dot(&do_b[row * d..(row + 1) * d], &o_b[row * d..(row + 1) * d]);
+                let (pr, dr) = (&p[row * keys..(row + 1) * keys], &mut ds[row * keys..(row + 1) * keys]);
+                for (g, &pv) in dr.iter_mut().zip(pr) {
+                    *g = pv * (*g - delta) * op.scale;
+                }
+            }
+            product(
+                &mut dq[i0 * d..hi * d],
+                (bq, d, keys),
+                View::rows(&ds, keys),
+                View::rows(&x.k[lo * d..hi * d], d),
+                1.0,
+                false,
+                false,
+            );
+            product(
+                &mut dk[lo * d..hi * d],
+                (keys, d, bq),
+                View::transposed(&ds, keys),
+                View::rows(q_b, d),
+                1.0,
+                true,
+                false,
+            );
+            product(
+                &mut dv[lo * d..hi * d],
+                (keys, d, bq),
+                View::transposed(&p, keys),
+                View::rows(do_b, d),
+                1.0,
+                true,
+                false,
+            );
+        }
+    }
+}
+
+/// The kernels compiled for AVX2 + FMA where the CPU has them (the row loops: masks,
+/// exponentials, `dS`).
 mod simd {
-    use super::{backward_group, forward_head, CausalAttention};
+    use super::{backward_group, forward_head, CausalAttention, GroupInputs};
 
     #[target_feature(enable = "avx2,fma")]
     #[cfg(target_arch = "x86_64")]
@@ -389,12 +485,11 @@ mod simd {
         forward_head(op, q, k, v, d, out, lse);
     }
 
-    #[allow(clippy::type_complexity)]
     #[target_feature(enable = "avx2,fma")]
     #[cfg(target_arch = "x86_64")]
     pub(super) unsafe fn backward_group_avx2(
         op: &CausalAttention,
-        inputs: (&[f32], &[f32], &[f32], &[f32], &[f32], &[f32]),
+        inputs: &GroupInputs<'_>,
         d: usize,
         dq: &mut [f32],
         dk: &mut [f32],
@@ -478,22 +573,22 @@ impl CustomOp3 for CausalAttention {
         let (qs, gs) = (rep * n * d, n * d);
         dq.par_chunks_mut(qs).zip(dk.par_chunks_mut(gs)).zip(dv.par_chunks_mut(gs)).enumerate().for_each(
             |(g, ((dq, dk), dv))| {
-                let inputs = (
-                    &qv[g * qs..(g + 1) * qs],
-                    &kv[g * gs..(g + 1) * gs],
-                    &vv[g * gs..(g + 1) * gs],
-                    &ov[g * qs..(g + 1) * qs],
-                    &dov[g * qs..(g + 1) * qs],
-                    &lse[g * rep * n..(g + 1) * rep * n],
-                );
+                let inputs = GroupInputs {
+                    q: &qv[g * qs..(g + 1) * qs],
+                    k: &kv[g * gs..(g + 1) * gs],
+                    v: &vv[g * gs..(g + 1) * gs],
+                    o: &ov[g * qs..(g + 1) * qs],
+                    dout: &dov[g * qs..(g + 1) * qs],
+                    lse: &lse[g * rep * n..(g + 1) * rep * n],
+                };
                 #[cfg(target_arch = "x86_64")]
                 if avx2 {
                     // SAFETY: the CPU has AVX2 and FMA (checked above).
-                    unsafe { simd::backward_group_avx2(self, inputs, d, dq, dk, dv) };
+                    unsafe { simd::backward_group_avx2(self, &inputs, d, dq, dk, dv) };
                     return;
                 }
                 let _ = avx2;
-                backward_group(self, inputs, d, dq, dk, dv);
+                backward_group(self, &inputs, d, dq, dk, dv);
             },
         );
         let device = q.device();
@@ -539,7 +634,7 @@ mod tests {
     #[test]
     fn causal_attention_and_its_gradients_equal_the_tensor_version() {
         let device = Device::Cpu;
-        for (window, n) in [(None, 19), (Some(5), 23), (None, 1)] {
+        for (window, n) in [(None, 19), (Some(5), 23), (None, 1), (None, 150), (Some(40), 131)] {
             let (b, h, kvh, d) = (2, 6, 2, 16);
             let rand = |shape: (usize, usize, usize, usize), seed: u64| {
                 let count = shape.0 * shape.1 * shape.2 * shape.3;

@@ -644,7 +644,7 @@ fn attend(qkv: &[f32], start: usize, n: usize, piece: &mut [f32], h: usize, head
 /// (range reduction by ln 2, degree-5 polynomial, within 2 ulp); branch-free, so a loop of it
 /// vectorizes. Inputs below -87.3 give 2^-126 instead of a denormal or 0.
 #[inline(always)]
-fn exp_f32(x: f32) -> f32 {
+pub(crate) fn exp_f32(x: f32) -> f32 {
     let x = x.clamp(-87.336_54, 0.0);
     let n = (x * std::f32::consts::LOG2_E + 0.5).floor();
     let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;

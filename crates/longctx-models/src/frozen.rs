@@ -7,34 +7,12 @@
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor};
 
+use crate::dense::{product, View};
+
 /// The frozen product as a candle op on activations `[..., in]` → `[..., out]`.
 struct FrozenMatmul {
     /// `[out, in]`.
     w: Tensor,
-}
-
-fn to_tensor(storage: &CpuStorage, layout: &Layout) -> candle_core::Result<Tensor> {
-    let Some((start, end)) = layout.contiguous_offsets() else {
-        candle_core::bail!("frozen-matmul takes contiguous activations");
-    };
-    let shape = layout.shape().clone();
-    let device = candle_core::Device::Cpu;
-    match storage {
-        CpuStorage::F32(d) => Tensor::from_slice(&d[start..end], shape, &device),
-        CpuStorage::BF16(d) => Tensor::from_slice(&d[start..end], shape, &device),
-        CpuStorage::F16(d) => Tensor::from_slice(&d[start..end], shape, &device),
-        other => candle_core::bail!("frozen-matmul on {:?} activations", other.dtype()),
-    }
-}
-
-fn storage_of(t: &Tensor) -> candle_core::Result<CpuStorage> {
-    let t = t.contiguous()?;
-    Ok(match t.dtype() {
-        DType::F32 => CpuStorage::F32(t.flatten_all()?.to_vec1()?),
-        DType::BF16 => CpuStorage::BF16(t.flatten_all()?.to_vec1()?),
-        DType::F16 => CpuStorage::F16(t.flatten_all()?.to_vec1()?),
-        other => candle_core::bail!("frozen-matmul on {other:?}"),
-    })
 }
 
 impl CustomOp1 for FrozenMatmul {
@@ -43,14 +21,54 @@ impl CustomOp1 for FrozenMatmul {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = to_tensor(storage, layout)?;
-        let y = candle_nn::Module::forward(&candle_nn::Linear::new(self.w.clone(), None), &x)?;
-        Ok((storage_of(&y)?, y.shape().clone()))
+        let (CpuStorage::F32(xs), DType::F32) = (storage, self.w.dtype()) else {
+            // Other dtypes through candle's product (a copy of the activations).
+            let x = match storage {
+                CpuStorage::BF16(d) => Tensor::from_slice(d, layout.shape(), &candle_core::Device::Cpu)?,
+                CpuStorage::F16(d) => Tensor::from_slice(d, layout.shape(), &candle_core::Device::Cpu)?,
+                other => candle_core::bail!("frozen-matmul on {:?} activations", other.dtype()),
+            };
+            let y = x.broadcast_matmul(&self.w.t()?)?.flatten_all()?;
+            let shape = Shape::from(out_dims(layout, self.w.dim(0)?));
+            return Ok((
+                match y.dtype() {
+                    DType::BF16 => CpuStorage::BF16(y.to_vec1()?),
+                    _ => CpuStorage::F16(y.to_vec1()?),
+                },
+                shape,
+            ));
+        };
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("frozen-matmul takes contiguous activations");
+        };
+        let x = &xs[start..end];
+        let (rows_out, cols) = self.w.dims2()?;
+        let m = x.len() / cols;
+        let (w_storage, w_layout) = self.w.storage_and_layout();
+        let candle_core::Storage::Cpu(CpuStorage::F32(ws)) = &*w_storage else {
+            candle_core::bail!("frozen-matmul: the weight is not f32 on the CPU");
+        };
+        let Some((w0, w1)) = w_layout.contiguous_offsets() else {
+            candle_core::bail!("frozen-matmul: weight not contiguous")
+        };
+        let w = &ws[w0..w1];
+        let mut y = vec![0f32; m * rows_out];
+        product(&mut y, (m, rows_out, cols), View::rows(x, cols), View::transposed(w, cols), 1.0, false, true);
+        Ok((CpuStorage::F32(y), Shape::from(out_dims(layout, rows_out))))
     }
 
     fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
         Ok(Some(grad_res.broadcast_matmul(&self.w)?))
     }
+}
+
+/// The activations' dimensions with the last replaced by `out`.
+fn out_dims(layout: &Layout, out: usize) -> Vec<usize> {
+    let mut dims = layout.shape().dims().to_vec();
+    if let Some(last) = dims.last_mut() {
+        *last = out;
+    }
+    dims
 }
 
 /// `linear.forward(x)`, through an op whose backward pass skips the weight's gradient when
@@ -66,6 +84,112 @@ pub fn forward(linear: &candle_nn::Linear, x: &Tensor) -> candle_core::Result<Te
         Some(b) => y.broadcast_add(b),
         None => Ok(y),
     }
+}
+
+/// `x · Wᵀ + s · (x · Aᵀ) · Bᵀ` with `W` frozen and `A` `[r, in]`, `B` `[out, r]` trained: a
+/// LoRA-adapted projection as one op, so that the update adds no intermediate tensors to the
+/// graph (and no zeroed gradient buffers to the backward pass).
+struct LoraMatmul {
+    /// `[out, in]`.
+    w: Tensor,
+    scale: f64,
+    /// Whether the input needs its gradient.
+    input_grad: bool,
+}
+
+fn f32_rows<'a>(storage: &'a CpuStorage, layout: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
+    let CpuStorage::F32(d) = storage else { candle_core::bail!("lora-matmul: {what} must be f32") };
+    let Some((a, b)) = layout.contiguous_offsets() else { candle_core::bail!("lora-matmul: {what} not contiguous") };
+    Ok(&d[a..b])
+}
+
+impl candle_core::CustomOp3 for LoraMatmul {
+    fn name(&self) -> &'static str {
+        "lora-matmul"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        a_s: &CpuStorage,
+        al: &Layout,
+        bs: &CpuStorage,
+        bl: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (x, a, b) = (f32_rows(xs, xl, "x")?, f32_rows(a_s, al, "A")?, f32_rows(bs, bl, "B")?);
+        let (out, cols) = self.w.dims2()?;
+        let r = a.len() / cols;
+        let m = x.len() / cols;
+        let (w_storage, w_layout) = self.w.storage_and_layout();
+        let candle_core::Storage::Cpu(CpuStorage::F32(ws)) = &*w_storage else {
+            candle_core::bail!("lora-matmul: the weight is not f32 on the CPU");
+        };
+        let Some((w0, w1)) = w_layout.contiguous_offsets() else {
+            candle_core::bail!("lora-matmul: weight not contiguous")
+        };
+        let w = &ws[w0..w1];
+        let mut y = vec![0f32; m * out];
+        let mut xa = vec![0f32; m * r];
+        product(&mut y, (m, out, cols), View::rows(x, cols), View::transposed(w, cols), 1.0, false, true);
+        product(&mut xa, (m, r, cols), View::rows(x, cols), View::transposed(a, cols), 1.0, false, true);
+        product(&mut y, (m, out, r), View::rows(&xa, r), View::transposed(b, r), self.scale as f32, true, true);
+        Ok((CpuStorage::F32(y), Shape::from(out_dims(xl, out))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        a: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        // The arguments are graph nodes: detached, so that the gradients made here do not keep
+        // the forward graph alive.
+        let (x, a, b) = (&x.detach(), &a.detach(), &b.detach());
+        let cols = x.dim(candle_core::D::Minus1)?;
+        let out = grad.dim(candle_core::D::Minus1)?;
+        let x2 = x.reshape(((), cols))?;
+        let g2 = grad.reshape(((), out))?;
+        let gb = g2.matmul(b)?; // [m, r]
+        let da = (gb.t()?.matmul(&x2)? * self.scale)?; // [r, in]
+        let xa = x2.matmul(&a.t()?)?; // [m, r]
+        let db = (g2.t()?.matmul(&xa)? * self.scale)?; // [out, r]
+        let dx = if self.input_grad {
+            let dx = (g2.matmul(&self.w)? + (gb.matmul(a)? * self.scale)?)?;
+            Some(dx.reshape(x.shape())?)
+        } else {
+            None
+        };
+        Ok((dx, Some(da), Some(db)))
+    }
+}
+
+/// `x · Wᵀ (+ bias) + scale · (x · Aᵀ) · Bᵀ` for a frozen `linear` and trained `a`, `b` (f32,
+/// CPU), as one op; `None` where it does not apply (other dtypes or devices, a trained `W`).
+pub fn lora_forward(
+    linear: &candle_nn::Linear,
+    a: &Tensor,
+    b: &Tensor,
+    scale: f64,
+    x: &Tensor,
+) -> candle_core::Result<Option<Tensor>> {
+    let w = linear.weight();
+    let all_f32 = [x, w, a, b].iter().all(|t| t.dtype() == DType::F32 && t.device().is_cpu());
+    if !all_f32
+        || w.track_op()
+        || w.is_variable()
+        || !(a.is_variable() || b.is_variable() || a.track_op() || b.track_op())
+    {
+        return Ok(None);
+    }
+    let op = LoraMatmul { w: w.clone(), scale, input_grad: x.track_op() || x.is_variable() };
+    let y = x.contiguous()?.apply_op3(&a.contiguous()?, &b.contiguous()?, op)?;
+    Ok(Some(match linear.bias() {
+        Some(bias) => y.broadcast_add(bias)?,
+        None => y,
+    }))
 }
 
 #[cfg(test)]
@@ -92,5 +216,45 @@ mod tests {
         let (a, c) = (g1.get(x.as_tensor()).unwrap(), g2.get(x.as_tensor()).unwrap());
         assert_eq!(a.to_vec3::<f32>().unwrap(), c.to_vec3::<f32>().unwrap());
         assert!(g1.get(&w).is_none(), "no gradient for the frozen weight");
+    }
+
+    #[test]
+    fn the_fused_lora_product_and_its_gradients_equal_the_composed_ones() {
+        let device = Device::Cpu;
+        let t = |n: usize, shape: (usize, usize), seed: u64| {
+            let data: Vec<f32> =
+                (0..n as u64).map(|i| (((i * 2_654_435_761 + seed) % 1000) as f32 / 500.0) - 1.0).collect();
+            Tensor::from_vec(data, shape, &device).unwrap()
+        };
+        let linear = candle_nn::Linear::new(
+            t(24, (6, 4), 1),
+            Some(Tensor::new(&[0.1f32, 0.2, 0.3, 0.4, 0.5, 0.6], &device).unwrap()),
+        );
+        let a = Var::from_tensor(&t(8, (2, 4), 2)).unwrap();
+        let b = Var::from_tensor(&t(12, (6, 2), 3)).unwrap();
+        let x = Var::from_tensor(&t(20, (5, 4), 4).unsqueeze(0).unwrap()).unwrap();
+        let ours = lora_forward(&linear, a.as_tensor(), b.as_tensor(), 1.5, x.as_tensor()).unwrap().unwrap();
+        let update = (x
+            .as_tensor()
+            .broadcast_matmul(&a.as_tensor().t().unwrap())
+            .unwrap()
+            .broadcast_matmul(&b.as_tensor().t().unwrap())
+            .unwrap()
+            * 1.5)
+            .unwrap();
+        let theirs = (candle_nn::Module::forward(&linear, x.as_tensor()).unwrap() + update).unwrap();
+        let w = t(30, (5, 6), 5).unsqueeze(0).unwrap();
+        let diff = |p: &Tensor, q: &Tensor| {
+            p.sub(q).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+        };
+        assert!(diff(&ours, &theirs) < 1e-5);
+        let g1 = (ours * &w).unwrap().sum_all().unwrap().backward().unwrap();
+        let g2 = (theirs * &w).unwrap().sum_all().unwrap().backward().unwrap();
+        for v in [&a, &b, &x] {
+            let (p, q) = (g1.get(v.as_tensor()).unwrap(), g2.get(v.as_tensor()).unwrap());
+            assert!(diff(p, q) < 1e-4, "{}", diff(p, q));
+            // The gradient holds no graph (it must not keep the forward pass alive).
+            assert!(!p.track_op());
+        }
     }
 }

@@ -15,8 +15,10 @@
 mod attention;
 pub mod chat_template;
 pub mod config;
+mod dense;
 pub mod encoder;
 pub mod frozen;
+mod fused;
 pub mod generate;
 pub mod gguf;
 pub mod llama;

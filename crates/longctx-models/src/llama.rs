@@ -179,6 +179,9 @@ struct RmsNorm {
 impl RmsNorm {
     /// `x * rsqrt(mean(x²) + eps) * weight`, in f32.
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if crate::fused::applies(&[x, &self.weight]) {
+            return crate::fused::rms_norm(x, &self.weight, self.eps);
+        }
         let dtype = x.dtype();
         let x = x.to_dtype(DType::F32)?;
         let variance = x.sqr()?.mean_keepdim(D::Minus1)?;
@@ -260,8 +263,14 @@ impl Adapted {
     /// `base(x) + scale · (dropout(x) · Aᵀ) · Bᵀ`; the update runs in f32 (as PEFT runs it in
     /// the adapter's dtype).
     fn forward(&self, x: &Tensor, dropout: Option<(LoraDropout, usize, Part)>) -> candle_core::Result<Tensor> {
+        let Some(lora) = &self.lora else { return self.base.forward(x) };
+        let no_dropout = dropout.is_none_or(|(d, ..)| d.p == 0.0);
+        if let (Proj::Dense(linear), true) = (&self.base, no_dropout) {
+            if let Some(y) = crate::frozen::lora_forward(linear, &lora.a, &lora.b, lora.scale, x)? {
+                return Ok(y);
+            }
+        }
         let y = self.base.forward(x)?;
-        let Some(lora) = &self.lora else { return Ok(y) };
         let mut xa = x.to_dtype(DType::F32)?;
         if let Some((d, layer, part)) = dropout.filter(|(d, ..)| d.p > 0.0) {
             xa = (xa * d.mask(x, layer, part)?)?;
@@ -436,6 +445,9 @@ struct Attention {
 
 /// `x * cos + rotate_half(x) * sin` for `x` `[b, h, s, d]` and cos/sin `[s, d]`.
 fn apply_rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> candle_core::Result<Tensor> {
+    if crate::fused::applies(&[x]) && cos.dtype() == DType::F32 {
+        return crate::fused::rope(x, cos, sin);
+    }
     let d = x.dim(D::Minus1)?;
     let x1 = x.narrow(D::Minus1, 0, d / 2)?;
     let x2 = x.narrow(D::Minus1, d / 2, d / 2)?;
@@ -699,9 +711,14 @@ impl Mlp {
     fn forward(&self, x: &Tensor, dropout: Option<LoraDropout>) -> candle_core::Result<Tensor> {
         let at = |part| dropout.map(|d| (d, self.layer, part));
         let gate = self.gate.forward(x, at(Part::Gate))?;
-        // silu(x) = x * sigmoid(x), written out to stay differentiable.
-        let silu = (&gate * (gate.neg()?.exp()? + 1.0)?.recip()?)?;
-        self.down.forward(&(silu * self.up.forward(x, at(Part::Up))?)?, at(Part::Down))
+        let up = self.up.forward(x, at(Part::Up))?;
+        let hidden = if crate::fused::applies(&[&gate, &up]) {
+            crate::fused::swiglu(&gate, &up)?
+        } else {
+            // silu(x) = x * sigmoid(x), written out to stay differentiable.
+            ((&gate * (gate.neg()?.exp()? + 1.0)?.recip()?)? * up)?
+        };
+        self.down.forward(&hidden, at(Part::Down))
     }
 }
 

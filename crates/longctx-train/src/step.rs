@@ -107,9 +107,11 @@ impl Grads {
     fn add(&mut self, store: &candle_core::backprop::GradStore, vars: &[Var]) -> Result<()> {
         for v in vars {
             if let Some(g) = store.get(v.as_tensor()) {
+                // Detached: a gradient must not hold on to the graph it came from.
+                let g = g.detach();
                 let sum = match self.0.remove(&v.as_tensor().id()) {
                     Some(acc) => (acc + g)?,
-                    None => g.clone(),
+                    None => g,
                 };
                 self.0.insert(v.as_tensor().id(), sum);
             }
@@ -136,9 +138,83 @@ impl Grads {
 /// Per-target negative log-likelihoods of `h` `[K, hidden]` (hidden states at the target
 /// positions) for `targets`, in f32.
 fn nll(model: &Llama, h: &Tensor, targets: &Tensor) -> Result<Tensor> {
-    let logits = model.head(h)?.to_dtype(DType::F32)?;
+    let logits = model.head(h)?.to_dtype(DType::F32)?.contiguous()?;
+    if logits.device().is_cpu() {
+        let targets: Vec<u32> = targets.to_vec1()?;
+        return Ok(logits.apply_op1(CrossEntropy { targets })?);
+    }
     let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
     Ok(logp.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)?.neg()?)
+}
+
+/// `−log softmax(logits)[target]` per row of f32 logits `[K, vocab]`, with its backward pass
+/// (`(softmax − onehot) · upstream`): one pass over the logits each way instead of the
+/// half-dozen `[K, vocab]` tensors the composed operations make.
+struct CrossEntropy {
+    targets: Vec<u32>,
+}
+
+impl CrossEntropy {
+    fn rows<'a>(
+        storage: &'a candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> candle_core::Result<(&'a [f32], usize)> {
+        let candle_core::CpuStorage::F32(data) = storage else { candle_core::bail!("cross-entropy takes f32 logits") };
+        let Some((a, b)) = layout.contiguous_offsets() else {
+            candle_core::bail!("cross-entropy: logits not contiguous")
+        };
+        let vocab = layout.shape().dims().last().copied().unwrap_or(1);
+        Ok((&data[a..b], vocab))
+    }
+}
+
+/// `(max, log Σ exp(x − max))` of a row.
+fn log_sum_exp(row: &[f32]) -> (f32, f32) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f32 = row.iter().map(|&x| (x - max).exp()).sum();
+    (max, sum.ln())
+}
+
+impl candle_core::CustomOp1 for CrossEntropy {
+    fn name(&self) -> &'static str {
+        "cross-entropy"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        use rayon::prelude::*;
+        let (logits, vocab) = Self::rows(storage, layout)?;
+        let out: Vec<f32> = logits
+            .par_chunks(vocab)
+            .zip(self.targets.par_iter())
+            .map(|(row, &t)| {
+                let (max, lse) = log_sum_exp(row);
+                max + lse - row[t as usize]
+            })
+            .collect();
+        let k = out.len();
+        Ok((candle_core::CpuStorage::F32(out), candle_core::Shape::from(k)))
+    }
+
+    fn bwd(&self, logits: &Tensor, _res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        use rayon::prelude::*;
+        let (k, vocab) = logits.dims2()?;
+        let x: Vec<f32> = logits.flatten_all()?.to_vec1()?;
+        let g: Vec<f32> = grad_res.to_vec1()?;
+        let mut out = vec![0f32; k * vocab];
+        out.par_chunks_mut(vocab).enumerate().for_each(|(r, o)| {
+            let row = &x[r * vocab..(r + 1) * vocab];
+            let (max, lse) = log_sum_exp(row);
+            for (o, &v) in o.iter_mut().zip(row) {
+                *o = (v - max - lse).exp() * g[r];
+            }
+            o[self.targets[r] as usize] -= g[r];
+        });
+        Ok(Some(Tensor::from_vec(out, (k, vocab), logits.device())?))
+    }
 }
 
 /// The per-target NLL of a micro-batch, without gradients (the evaluation path: the

@@ -168,55 +168,51 @@ pub fn load_trainable(config: &TrainConfig, device: &Device) -> Result<Trainable
     let missing_template =
         || Error::Config(format!("{path}: the model has no chat template (tokenizer_config.json `chat_template`)"));
     if let Some(lora) = config.lora() {
-        {
-            let loaded = if is_gguf(path) {
-                load_gguf_with(Path::new(path), device, rope, true).map_err(|e| in_model(e.into()))?
-            } else {
-                let dir = resolve_model(path).map_err(|e| in_model(e.into()))?;
-                load_hf_dir(&dir, dtype, device, rope).map_err(|e| in_model(e.into()))?
-            };
-            let dir = if is_gguf(path) { None } else { Some(resolve_model(path)?) };
-            let mut model = loaded.model;
-            let vars = add_lora(&mut model, &lora, config.optim.seed, device)?;
-            Ok(Trainable {
-                model,
-                tokenizer: loaded.tokenizer,
-                template: loaded.chat_template.ok_or_else(missing_template)?,
-                vars,
-                dir,
-            })
-        }
-    } else {
-        {
-            if is_gguf(path) {
-                return Err(Error::Config(format!(
-                    "{path}: full fine-tuning needs a safetensors model (a GGUF file trains with LoRA)"
-                )));
-            }
-            if dtype != DType::F32 {
-                return Err(Error::Config("full fine-tuning keeps f32 weights (dtype = \"f32\")".into()));
-            }
+        let loaded = if is_gguf(path) {
+            load_gguf_with(Path::new(path), device, rope, true).map_err(|e| in_model(e.into()))?
+        } else {
             let dir = resolve_model(path).map_err(|e| in_model(e.into()))?;
-            let config_path = dir.join("config.json");
-            let raw: LlamaHfConfig = serde_json::from_str(&fs_err::read_to_string(&config_path)?)
-                .map_err(|e| Error::from(e).in_file(&config_path))?;
-            let rope_override = rope
-                .map(|s| longctx_models::config::parse_override(s, raw.positions.max_position_embeddings))
-                .transpose()
-                .map_err(|e| in_model(longctx_models::ModelError::from(e).into()))?;
-            let model_config =
-                raw.into_config(rope_override).map_err(|e| in_model(longctx_models::ModelError::from(e).into()))?;
-            let mut varmap = VarMap::new();
-            let model = Llama::new(model_config, VarBuilder::from_varmap(&varmap, DType::F32, device))?;
-            for file in weight_files(&dir)? {
-                load_varmap_file(&mut varmap, &file)?;
-            }
-            let (tokenizer, template) = load_tokenizer(&dir).map_err(|e| in_model(e.into()))?;
-            let mut vars: Vec<(String, Var)> =
-                varmap.data().lock().expect("not poisoned").iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-            vars.sort_by(|a, b| a.0.cmp(&b.0));
-            Ok(Trainable { model, tokenizer, template: template.ok_or_else(missing_template)?, vars, dir: Some(dir) })
+            load_hf_dir(&dir, dtype, device, rope).map_err(|e| in_model(e.into()))?
+        };
+        let dir = if is_gguf(path) { None } else { Some(resolve_model(path)?) };
+        let mut model = loaded.model;
+        let vars = add_lora(&mut model, &lora, config.optim.seed, device)?;
+        Ok(Trainable {
+            model,
+            tokenizer: loaded.tokenizer,
+            template: loaded.chat_template.ok_or_else(missing_template)?,
+            vars,
+            dir,
+        })
+    } else {
+        if is_gguf(path) {
+            return Err(Error::Config(format!(
+                "{path}: full fine-tuning needs a safetensors model (a GGUF file trains with LoRA)"
+            )));
         }
+        if dtype != DType::F32 {
+            return Err(Error::Config("full fine-tuning keeps f32 weights (dtype = \"f32\")".into()));
+        }
+        let dir = resolve_model(path).map_err(|e| in_model(e.into()))?;
+        let config_path = dir.join("config.json");
+        let raw: LlamaHfConfig = serde_json::from_str(&fs_err::read_to_string(&config_path)?)
+            .map_err(|e| Error::from(e).in_file(&config_path))?;
+        let rope_override = rope
+            .map(|s| longctx_models::config::parse_override(s, raw.positions.max_position_embeddings))
+            .transpose()
+            .map_err(|e| in_model(longctx_models::ModelError::from(e).into()))?;
+        let model_config =
+            raw.into_config(rope_override).map_err(|e| in_model(longctx_models::ModelError::from(e).into()))?;
+        let mut varmap = VarMap::new();
+        let model = Llama::new(model_config, VarBuilder::from_varmap(&varmap, DType::F32, device))?;
+        for file in weight_files(&dir)? {
+            load_varmap_file(&mut varmap, &file)?;
+        }
+        let (tokenizer, template) = load_tokenizer(&dir).map_err(|e| in_model(e.into()))?;
+        let mut vars: Vec<(String, Var)> =
+            varmap.data().lock().expect("not poisoned").iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(Trainable { model, tokenizer, template: template.ok_or_else(missing_template)?, vars, dir: Some(dir) })
     }
 }
 
@@ -415,53 +411,49 @@ fn dropout_seed(seed: u64, step: usize, micro: usize) -> u64 {
 /// Writes the final weights: the adapter (LoRA) or a model directory (full fine-tuning).
 fn save_output(config: &TrainConfig, trainable: &Trainable, run_dir: &Path) -> Result<PathBuf> {
     if let Some(lora) = config.lora() {
-        {
-            let parts = lora.parts()?;
-            let mut lc = LoraConfig::new(lora.r, lora.alpha, &parts, lora.dropout, lora.rslora);
-            lc.base_model_name_or_path = Some(config.model.path.clone());
-            let loras: BTreeMap<(usize, Part), Lora> =
-                trainable.model.loras().into_iter().map(|(l, p, lora)| ((l, p), lora.clone())).collect();
-            let out = run_dir.join("adapter");
-            let tmp = run_dir.join("adapter.tmp");
-            if tmp.exists() {
-                fs_err::remove_dir_all(&tmp)?;
-            }
-            Adapter { config: lc, loras }.save(&tmp)?;
-            if out.exists() {
-                fs_err::remove_dir_all(&out)?;
-            }
-            fs_err::rename(&tmp, &out)?;
-            Ok(out)
+        let parts = lora.parts()?;
+        let mut lc = LoraConfig::new(lora.r, lora.alpha, &parts, lora.dropout, lora.rslora);
+        lc.base_model_name_or_path = Some(config.model.path.clone());
+        let loras: BTreeMap<(usize, Part), Lora> =
+            trainable.model.loras().into_iter().map(|(l, p, lora)| ((l, p), lora.clone())).collect();
+        let out = run_dir.join("adapter");
+        let tmp = run_dir.join("adapter.tmp");
+        if tmp.exists() {
+            fs_err::remove_dir_all(&tmp)?;
         }
+        Adapter { config: lc, loras }.save(&tmp)?;
+        if out.exists() {
+            fs_err::remove_dir_all(&out)?;
+        }
+        fs_err::rename(&tmp, &out)?;
+        Ok(out)
     } else {
-        {
-            let out = run_dir.join("model");
-            let tmp = run_dir.join("model.tmp");
-            if tmp.exists() {
-                fs_err::remove_dir_all(&tmp)?;
-            }
-            fs_err::create_dir_all(&tmp)?;
-            let dir = trainable.dir.as_ref().expect("full fine-tuning has a model directory");
-            for file in [
-                "config.json",
-                "tokenizer.json",
-                "tokenizer_config.json",
-                "generation_config.json",
-                "special_tokens_map.json",
-            ] {
-                if dir.join(file).is_file() {
-                    fs_err::copy(dir.join(file), tmp.join(file))?;
-                }
-            }
-            let tensors: HashMap<String, Tensor> =
-                trainable.vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect();
-            candle_core::safetensors::save(&tensors, tmp.join("model.safetensors"))?;
-            if out.exists() {
-                fs_err::remove_dir_all(&out)?;
-            }
-            fs_err::rename(&tmp, &out)?;
-            Ok(out)
+        let out = run_dir.join("model");
+        let tmp = run_dir.join("model.tmp");
+        if tmp.exists() {
+            fs_err::remove_dir_all(&tmp)?;
         }
+        fs_err::create_dir_all(&tmp)?;
+        let dir = trainable.dir.as_ref().expect("full fine-tuning has a model directory");
+        for file in [
+            "config.json",
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "generation_config.json",
+            "special_tokens_map.json",
+        ] {
+            if dir.join(file).is_file() {
+                fs_err::copy(dir.join(file), tmp.join(file))?;
+            }
+        }
+        let tensors: HashMap<String, Tensor> =
+            trainable.vars.iter().map(|(n, v)| (n.clone(), v.as_tensor().clone())).collect();
+        candle_core::safetensors::save(&tensors, tmp.join("model.safetensors"))?;
+        if out.exists() {
+            fs_err::remove_dir_all(&out)?;
+        }
+        fs_err::rename(&tmp, &out)?;
+        Ok(out)
     }
 }
 
