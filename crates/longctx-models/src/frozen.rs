@@ -95,6 +95,8 @@ struct LoraMatmul {
     scale: f64,
     /// Whether the input needs its gradient.
     input_grad: bool,
+    /// Inverted-dropout mask on the update's input (shaped as the input), while training.
+    mask: Option<Tensor>,
 }
 
 fn f32_rows<'a>(storage: &'a CpuStorage, layout: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
@@ -132,7 +134,15 @@ impl candle_core::CustomOp3 for LoraMatmul {
         let mut y = vec![0f32; m * out];
         let mut xa = vec![0f32; m * r];
         product(&mut y, (m, out, cols), View::rows(x, cols), View::transposed(w, cols), 1.0, false, true);
-        product(&mut xa, (m, r, cols), View::rows(x, cols), View::transposed(a, cols), 1.0, false, true);
+        let dropped: Option<Vec<f32>> = match &self.mask {
+            Some(mask) => {
+                let mask: Vec<f32> = mask.flatten_all()?.to_vec1()?;
+                Some(x.iter().zip(&mask).map(|(v, k)| v * k).collect())
+            }
+            None => None,
+        };
+        let x_update = dropped.as_deref().unwrap_or(x);
+        product(&mut xa, (m, r, cols), View::rows(x_update, cols), View::transposed(a, cols), 1.0, false, true);
         product(&mut y, (m, out, r), View::rows(&xa, r), View::transposed(b, r), self.scale as f32, true, true);
         Ok((CpuStorage::F32(y), Shape::from(out_dims(xl, out))))
     }
@@ -151,14 +161,23 @@ impl candle_core::CustomOp3 for LoraMatmul {
         let cols = x.dim(candle_core::D::Minus1)?;
         let out = grad.dim(candle_core::D::Minus1)?;
         let x2 = x.reshape(((), cols))?;
+        let mask = self.mask.as_ref().map(|m| m.reshape(((), cols))).transpose()?;
+        let x_update = match &mask {
+            Some(m) => (&x2 * m)?,
+            None => x2.clone(),
+        };
         let g2 = grad.reshape(((), out))?;
         let gb = g2.matmul(b)?; // [m, r]
-        let da = (gb.t()?.matmul(&x2)? * self.scale)?; // [r, in]
-        let xa = x2.matmul(&a.t()?)?; // [m, r]
+        let da = (gb.t()?.matmul(&x_update)? * self.scale)?; // [r, in]
+        let xa = x_update.matmul(&a.t()?)?; // [m, r]
         let db = (g2.t()?.matmul(&xa)? * self.scale)?; // [out, r]
         let dx = if self.input_grad {
-            let dx = (g2.matmul(&self.w)? + (gb.matmul(a)? * self.scale)?)?;
-            Some(dx.reshape(x.shape())?)
+            let through_update = (gb.matmul(a)? * self.scale)?;
+            let through_update = match &mask {
+                Some(m) => (through_update * m)?,
+                None => through_update,
+            };
+            Some((g2.matmul(&self.w)? + through_update)?.reshape(x.shape())?)
         } else {
             None
         };
@@ -166,14 +185,16 @@ impl candle_core::CustomOp3 for LoraMatmul {
     }
 }
 
-/// `x · Wᵀ (+ bias) + scale · (x · Aᵀ) · Bᵀ` for a frozen `linear` and trained `a`, `b` (f32,
-/// CPU), as one op; `None` where it does not apply (other dtypes or devices, a trained `W`).
+/// `x · Wᵀ (+ bias) + scale · ((x ∘ mask) · Aᵀ) · Bᵀ` for a frozen `linear` and trained `a`,
+/// `b` (f32, CPU), as one op; `mask` is an inverted-dropout mask shaped as `x` (training
+/// only). `None` where it does not apply (other dtypes or devices, a trained `W`).
 pub fn lora_forward(
     linear: &candle_nn::Linear,
     a: &Tensor,
     b: &Tensor,
     scale: f64,
     x: &Tensor,
+    mask: Option<Tensor>,
 ) -> candle_core::Result<Option<Tensor>> {
     let w = linear.weight();
     let all_f32 = [x, w, a, b].iter().all(|t| t.dtype() == DType::F32 && t.device().is_cpu());
@@ -184,7 +205,7 @@ pub fn lora_forward(
     {
         return Ok(None);
     }
-    let op = LoraMatmul { w: w.clone(), scale, input_grad: x.track_op() || x.is_variable() };
+    let op = LoraMatmul { w: w.clone(), scale, input_grad: x.track_op() || x.is_variable(), mask };
     let y = x.contiguous()?.apply_op3(&a.contiguous()?, &b.contiguous()?, op)?;
     Ok(Some(match linear.bias() {
         Some(bias) => y.broadcast_add(bias)?,
@@ -233,28 +254,44 @@ mod tests {
         let a = Var::from_tensor(&t(8, (2, 4), 2)).unwrap();
         let b = Var::from_tensor(&t(12, (6, 2), 3)).unwrap();
         let x = Var::from_tensor(&t(20, (5, 4), 4).unsqueeze(0).unwrap()).unwrap();
-        let ours = lora_forward(&linear, a.as_tensor(), b.as_tensor(), 1.5, x.as_tensor()).unwrap().unwrap();
-        let update = (x
-            .as_tensor()
-            .broadcast_matmul(&a.as_tensor().t().unwrap())
-            .unwrap()
-            .broadcast_matmul(&b.as_tensor().t().unwrap())
-            .unwrap()
-            * 1.5)
-            .unwrap();
-        let theirs = (candle_nn::Module::forward(&linear, x.as_tensor()).unwrap() + update).unwrap();
-        let w = t(30, (5, 6), 5).unsqueeze(0).unwrap();
-        let diff = |p: &Tensor, q: &Tensor| {
-            p.sub(q).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
-        };
-        assert!(diff(&ours, &theirs) < 1e-5);
-        let g1 = (ours * &w).unwrap().sum_all().unwrap().backward().unwrap();
-        let g2 = (theirs * &w).unwrap().sum_all().unwrap().backward().unwrap();
-        for v in [&a, &b, &x] {
-            let (p, q) = (g1.get(v.as_tensor()).unwrap(), g2.get(v.as_tensor()).unwrap());
-            assert!(diff(p, q) < 1e-4, "{}", diff(p, q));
-            // The gradient holds no graph (it must not keep the forward pass alive).
-            assert!(!p.track_op());
+        for mask in [
+            None,
+            Some(
+                Tensor::from_vec(
+                    (0..20).map(|i| if i % 3 == 0 { 0.0 } else { 1.5 }).collect::<Vec<f32>>(),
+                    (1, 5, 4),
+                    &device,
+                )
+                .unwrap(),
+            ),
+        ] {
+            let ours =
+                lora_forward(&linear, a.as_tensor(), b.as_tensor(), 1.5, x.as_tensor(), mask.clone()).unwrap().unwrap();
+            let xd = match &mask {
+                Some(m) => (x.as_tensor() * m).unwrap(),
+                None => x.as_tensor().clone(),
+            };
+            let update = (xd
+                .broadcast_matmul(&a.as_tensor().t().unwrap())
+                .unwrap()
+                .broadcast_matmul(&b.as_tensor().t().unwrap())
+                .unwrap()
+                * 1.5)
+                .unwrap();
+            let theirs = (candle_nn::Module::forward(&linear, x.as_tensor()).unwrap() + update).unwrap();
+            let w = t(30, (5, 6), 5).unsqueeze(0).unwrap();
+            let diff = |p: &Tensor, q: &Tensor| {
+                p.sub(q).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+            };
+            assert!(diff(&ours, &theirs) < 1e-5);
+            let g1 = (ours * &w).unwrap().sum_all().unwrap().backward().unwrap();
+            let g2 = (theirs * &w).unwrap().sum_all().unwrap().backward().unwrap();
+            for v in [&a, &b, &x] {
+                let (p, q) = (g1.get(v.as_tensor()).unwrap(), g2.get(v.as_tensor()).unwrap());
+                assert!(diff(p, q) < 1e-4, "{}", diff(p, q));
+                // The gradient holds no graph (it must not keep the forward pass alive).
+                assert!(!p.track_op());
+            }
         }
     }
 }

@@ -264,16 +264,19 @@ impl Adapted {
     /// the adapter's dtype).
     fn forward(&self, x: &Tensor, dropout: Option<(LoraDropout, usize, Part)>) -> candle_core::Result<Tensor> {
         let Some(lora) = &self.lora else { return self.base.forward(x) };
-        let no_dropout = dropout.is_none_or(|(d, ..)| d.p == 0.0);
-        if let (Proj::Dense(linear), true) = (&self.base, no_dropout) {
-            if let Some(y) = crate::frozen::lora_forward(linear, &lora.a, &lora.b, lora.scale, x)? {
+        let mask = match dropout.filter(|(d, ..)| d.p > 0.0) {
+            Some((d, layer, part)) => Some(d.mask(x, layer, part)?),
+            None => None,
+        };
+        if let Proj::Dense(linear) = &self.base {
+            if let Some(y) = crate::frozen::lora_forward(linear, &lora.a, &lora.b, lora.scale, x, mask.clone())? {
                 return Ok(y);
             }
         }
         let y = self.base.forward(x)?;
         let mut xa = x.to_dtype(DType::F32)?;
-        if let Some((d, layer, part)) = dropout.filter(|(d, ..)| d.p > 0.0) {
-            xa = (xa * d.mask(x, layer, part)?)?;
+        if let Some(mask) = mask {
+            xa = (xa * mask)?;
         }
         let update = (xa.broadcast_matmul(&lora.a.t()?)?.broadcast_matmul(&lora.b.t()?)? * lora.scale)?;
         let update = update.to_dtype(y.dtype())?;

@@ -374,6 +374,25 @@ mod tests {
     const BASE: &str = "name = \"t\"\n[model]\npath = \"m\"\n[data]\npath = \"d.jsonl\"\nmax_seq_len = 512\n";
 
     #[test]
+    fn the_shipped_training_files_parse() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+        let mut names = Vec::new();
+        for entry in fs_err::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "toml") {
+                continue;
+            }
+            let text = fs_err::read_to_string(&path).unwrap();
+            if text.lines().any(|l| l.trim() == "[data]") {
+                let c = TrainConfig::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                names.push(c.name);
+            }
+        }
+        names.sort();
+        assert_eq!(names, ["finetune-smollm2", "longalign-llama31-8b"]);
+    }
+
+    #[test]
     fn defaults_and_errors() {
         let c = TrainConfig::parse(BASE).unwrap();
         assert_eq!(c.lora().unwrap().r, 16);
