@@ -220,8 +220,8 @@ impl candle_core::CustomOp1 for CrossEntropy {
 /// The per-target NLL of a micro-batch, without gradients (the evaluation path: the
 /// inference kernels run).
 pub fn target_nll(model: &Llama, packed: &Packed, head_chunk: usize) -> Result<Vec<f32>> {
-    let rope = model.packed_rope(&packed.lens, DType::F32, packed.ids.device())?;
     let mut h = model.embed(&packed.ids)?.detach();
+    let rope = model.packed_rope(&packed.lens, h.dtype(), packed.ids.device())?;
     for i in 0..model.config().num_layers {
         h = model.layer_packed(i, &h, &rope, &packed.lens, None)?.detach();
     }
@@ -246,9 +246,9 @@ pub fn forward_backward(
     grads: &mut Grads,
 ) -> Result<f64> {
     let device = packed.ids.device();
-    let rope = model.packed_rope(&packed.lens, DType::F32, device)?;
     let layers = model.config().num_layers;
     let embedded = model.embed(&packed.ids)?;
+    let rope = model.packed_rope(&packed.lens, embedded.dtype(), device)?;
     let embedding_trains = embedded.track_op();
     let lens = &packed.lens;
     // Forward: the last hidden state, and with checkpointing every layer's input (detached).
