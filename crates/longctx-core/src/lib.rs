@@ -16,6 +16,7 @@
 
 mod backend;
 mod chat;
+pub mod fs;
 mod prediction;
 mod retrieval;
 mod sample;

@@ -6,7 +6,7 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::dense::{product, View};
+use crate::dense::{f32_slice, product, View};
 
 /// Softmax over the last dimension of f32 scores `[.., rows, hi - lo]` whose rows are queries
 /// at positions `first + (row mod len)` and whose columns are keys `lo..hi`: a key is visible
@@ -300,12 +300,6 @@ impl CausalAttention {
     }
 }
 
-fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
-    let data = f32_data(s, what)?;
-    let Some((a, b)) = l.contiguous_offsets() else { candle_core::bail!("causal attention: {what} not contiguous") };
-    Ok(&data[a..b])
-}
-
 /// Query rows per block: a block's scores `[BLOCK, keys]` are one product.
 const BLOCK: usize = 64;
 
@@ -557,7 +551,11 @@ impl CustomOp3 for CausalAttention {
         vs: &CpuStorage,
         vl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (q, k, v) = (contiguous_f32(qs, ql, "q")?, contiguous_f32(ks, kl, "k")?, contiguous_f32(vs, vl, "v")?);
+        let (q, k, v) = (
+            f32_slice(qs, ql, "causal attention q")?,
+            f32_slice(ks, kl, "causal attention k")?,
+            f32_slice(vs, vl, "causal attention v")?,
+        );
         let [b, h, n, d] = *ql.shape().dims() else { candle_core::bail!("causal attention: q is not 4-d") };
         let [_, kvh, _, _] = *kl.shape().dims() else { candle_core::bail!("causal attention: k is not 4-d") };
         let rep = h / kvh;

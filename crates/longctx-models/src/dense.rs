@@ -1,6 +1,24 @@
 //! Dense f32 products on slices through gemm's kernels (AVX-512 where the CPU has it), for the
 //! training kernels that work on raw buffers (frozen projections, attention blocks).
 
+use candle_core::{CpuStorage, Layout, Storage, Tensor};
+
+/// The contiguous f32 values of a CPU storage under `layout`; `what` names the operand in
+/// errors.
+pub(crate) fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
+    let CpuStorage::F32(data) = storage else { candle_core::bail!("{what}: f32 values expected") };
+    let Some((a, b)) = layout.contiguous_offsets() else { candle_core::bail!("{what}: contiguous values expected") };
+    Ok(&data[a..b])
+}
+
+/// `f` applied to the contiguous f32 values of a tensor on the CPU (e.g. a frozen weight held
+/// by an op).
+pub(crate) fn with_f32<R>(t: &Tensor, what: &str, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    let Storage::Cpu(cpu) = &*storage else { candle_core::bail!("{what}: a CPU tensor expected") };
+    Ok(f(f32_slice(cpu, layout, what)?))
+}
+
 /// A matrix view of a slice: element `(i, j)` is `data[i · rs + j · cs]` (a transposed view
 /// swaps the strides).
 #[derive(Clone, Copy)]

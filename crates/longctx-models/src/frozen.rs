@@ -7,7 +7,7 @@
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor};
 
-use crate::dense::{product, View};
+use crate::dense::{f32_slice, product, with_f32, View};
 
 /// The frozen product as a candle op on activations `[..., in]` → `[..., out]`.
 struct FrozenMatmul {
@@ -21,7 +21,7 @@ impl CustomOp1 for FrozenMatmul {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (CpuStorage::F32(xs), DType::F32) = (storage, self.w.dtype()) else {
+        let (CpuStorage::F32(_), DType::F32) = (storage, self.w.dtype()) else {
             // Other dtypes through candle's product (a copy of the activations).
             let x = match storage {
                 CpuStorage::BF16(d) => Tensor::from_slice(d, layout.shape(), &candle_core::Device::Cpu)?,
@@ -38,22 +38,13 @@ impl CustomOp1 for FrozenMatmul {
                 shape,
             ));
         };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("frozen-matmul takes contiguous activations");
-        };
-        let x = &xs[start..end];
+        let x = f32_slice(storage, layout, "frozen-matmul activations")?;
         let (rows_out, cols) = self.w.dims2()?;
         let m = x.len() / cols;
-        let (w_storage, w_layout) = self.w.storage_and_layout();
-        let candle_core::Storage::Cpu(CpuStorage::F32(ws)) = &*w_storage else {
-            candle_core::bail!("frozen-matmul: the weight is not f32 on the CPU");
-        };
-        let Some((w0, w1)) = w_layout.contiguous_offsets() else {
-            candle_core::bail!("frozen-matmul: weight not contiguous")
-        };
-        let w = &ws[w0..w1];
         let mut y = vec![0f32; m * rows_out];
-        product(&mut y, (m, rows_out, cols), View::rows(x, cols), View::transposed(w, cols), 1.0, false, true);
+        with_f32(&self.w, "frozen-matmul weight", |w| {
+            product(&mut y, (m, rows_out, cols), View::rows(x, cols), View::transposed(w, cols), 1.0, false, true);
+        })?;
         Ok((CpuStorage::F32(y), Shape::from(out_dims(layout, rows_out))))
     }
 
@@ -99,12 +90,6 @@ struct LoraMatmul {
     mask: Option<Tensor>,
 }
 
-fn f32_rows<'a>(storage: &'a CpuStorage, layout: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
-    let CpuStorage::F32(d) = storage else { candle_core::bail!("lora-matmul: {what} must be f32") };
-    let Some((a, b)) = layout.contiguous_offsets() else { candle_core::bail!("lora-matmul: {what} not contiguous") };
-    Ok(&d[a..b])
-}
-
 impl candle_core::CustomOp3 for LoraMatmul {
     fn name(&self) -> &'static str {
         "lora-matmul"
@@ -119,21 +104,16 @@ impl candle_core::CustomOp3 for LoraMatmul {
         bs: &CpuStorage,
         bl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (x, a, b) = (f32_rows(xs, xl, "x")?, f32_rows(a_s, al, "A")?, f32_rows(bs, bl, "B")?);
+        let x = f32_slice(xs, xl, "lora-matmul x")?;
+        let (a, b) = (f32_slice(a_s, al, "lora-matmul A")?, f32_slice(bs, bl, "lora-matmul B")?);
         let (out, cols) = self.w.dims2()?;
         let r = a.len() / cols;
         let m = x.len() / cols;
-        let (w_storage, w_layout) = self.w.storage_and_layout();
-        let candle_core::Storage::Cpu(CpuStorage::F32(ws)) = &*w_storage else {
-            candle_core::bail!("lora-matmul: the weight is not f32 on the CPU");
-        };
-        let Some((w0, w1)) = w_layout.contiguous_offsets() else {
-            candle_core::bail!("lora-matmul: weight not contiguous")
-        };
-        let w = &ws[w0..w1];
         let mut y = vec![0f32; m * out];
         let mut xa = vec![0f32; m * r];
-        product(&mut y, (m, out, cols), View::rows(x, cols), View::transposed(w, cols), 1.0, false, true);
+        with_f32(&self.w, "lora-matmul weight", |w| {
+            product(&mut y, (m, out, cols), View::rows(x, cols), View::transposed(w, cols), 1.0, false, true);
+        })?;
         let dropped: Option<Vec<f32>> = match &self.mask {
             Some(mask) => {
                 let mask: Vec<f32> = mask.flatten_all()?.to_vec1()?;

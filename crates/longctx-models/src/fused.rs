@@ -7,17 +7,13 @@
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor, D};
 use rayon::prelude::*;
 
+use crate::dense::f32_slice;
+
 /// Whether the fused training kernels apply to `inputs`: f32 on the CPU, some input being
 /// differentiated.
 pub(crate) fn applies(inputs: &[&Tensor]) -> bool {
     inputs.iter().all(|t| t.dtype() == DType::F32 && t.device().is_cpu())
         && inputs.iter().any(|t| t.track_op() || t.is_variable())
-}
-
-fn slice<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> candle_core::Result<&'a [f32]> {
-    let CpuStorage::F32(d) = s else { candle_core::bail!("{op}: f32 only") };
-    let Some((a, b)) = l.contiguous_offsets() else { candle_core::bail!("{op}: contiguous inputs only") };
-    Ok(&d[a..b])
 }
 
 fn values(t: &Tensor) -> candle_core::Result<Vec<f32>> {
@@ -48,7 +44,7 @@ impl CustomOp2 for RmsNorm {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (x, w) = (slice(s1, l1, self.name())?, slice(s2, l2, self.name())?);
+        let (x, w) = (f32_slice(s1, l1, self.name())?, f32_slice(s2, l2, self.name())?);
         let h = w.len();
         let mut out = vec![0f32; x.len()];
         out.par_chunks_mut(h).zip(x.par_chunks(h)).for_each(|(o, row)| {
@@ -125,7 +121,7 @@ impl CustomOp2 for SwiGlu {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (g, u) = (slice(s1, l1, self.name())?, slice(s2, l2, self.name())?);
+        let (g, u) = (f32_slice(s1, l1, self.name())?, f32_slice(s2, l2, self.name())?);
         let mut out = vec![0f32; g.len()];
         out.par_chunks_mut(4096).zip(g.par_chunks(4096).zip(u.par_chunks(4096))).for_each(|(o, (g, u))| {
             for ((o, &a), &b) in o.iter_mut().zip(g).zip(u) {
@@ -183,7 +179,8 @@ impl CustomOp3 for Rope {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (x, cos, sin) = (slice(s1, l1, self.name())?, slice(s2, l2, self.name())?, slice(s3, l3, self.name())?);
+        let (x, cos, sin) =
+            (f32_slice(s1, l1, self.name())?, f32_slice(s2, l2, self.name())?, f32_slice(s3, l3, self.name())?);
         let d = l1.shape().dims()[3];
         let s = l1.shape().dims()[2];
         let half = d / 2;

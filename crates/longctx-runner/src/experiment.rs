@@ -806,8 +806,7 @@ datasets = ["qasper"]
             let text = fs_err::read_to_string(&path).unwrap();
             // Training files (`longctx train`) have a [data] table; their test is in longctx-train.
             if !text.lines().any(|l| l.trim() == "[data]") {
-                let e = Experiment::parse(&text)
-                    .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+                let e = Experiment::parse(&text).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
                 assert!(!e.variants().unwrap().is_empty(), "{}", path.display());
                 n += 1;
             }

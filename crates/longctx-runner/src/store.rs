@@ -154,16 +154,9 @@ impl Manifest {
     }
 }
 
-/// Writes `bytes` to a temporary file beside `path` and renames it over `path`.
+/// Writes `bytes` to `path` atomically ([`longctx_core::fs::write_atomic`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = fs_err::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    fs_err::rename(&tmp, path)?;
-    Ok(())
+    Ok(longctx_core::fs::write_atomic(path, bytes)?)
 }
 
 fn bad_line(path: &Path, line: usize, message: String) -> Error {

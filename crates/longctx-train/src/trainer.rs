@@ -18,7 +18,7 @@
 //! the same weights as one that was never interrupted.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -295,14 +295,7 @@ fn config_hash(config: &TrainConfig, max_steps: Option<usize>) -> Result<String>
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = fs_err::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    fs_err::rename(&tmp, path)?;
-    Ok(())
+    Ok(longctx_core::fs::write_atomic(path, bytes)?)
 }
 
 fn checkpoint_dir(run_dir: &Path, steps_done: usize) -> PathBuf {

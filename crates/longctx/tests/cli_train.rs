@@ -2,6 +2,8 @@
 //! `tests/fixtures/train/` (torch + transformers + peft references from
 //! `tools/oracles/train_fixtures.py`).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -376,4 +378,54 @@ fn bad_input_is_named_and_leaves_no_run_directory() {
             && err.contains("this model needs [48, 4]"),
         "{err}"
     );
+}
+
+#[test]
+fn full_fine_tuning_on_a_hub_dataset_writes_a_model_directory() {
+    let chats = std::fs::read(fixtures().join("chats.jsonl")).unwrap();
+    let port = common::serve(vec![("/datasets/THUDM/LongAlign-10k/resolve/main/long.jsonl".into(), chats)], 8);
+    let dir = tempfile::tempdir().unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let path = dir.path().join("full.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"name = "full"
+output_dir = "{out}"
+full = true
+[model]
+path = "{model}"
+[data]
+hub = "THUDM/LongAlign-10k"
+file = "long.jsonl"
+max_seq_len = 256
+loss = "token-mean"
+[optim]
+lr = 1e-3
+micro_batch_tokens = 300
+"#,
+            out = s(&dir.path().join("runs")),
+            model = s(&fixtures().join("llama")),
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_longctx"))
+        .args(["train", s(&path), "--max-steps", "3"])
+        .env("HF_ENDPOINT", format!("http://127.0.0.1:{port}"))
+        .env("HF_HOME", home.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("data: 24 conversations, 24 kept"), "{}", stderr(&out));
+    let model = dir.path().join("runs/full/model");
+    for f in ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"] {
+        assert!(model.join(f).is_file(), "{f}");
+    }
+    let record = json(&dir.path().join("runs/full/run.json"));
+    assert_eq!((record["status"].as_str(), record["steps_done"].as_u64()), (Some("complete"), Some(3)));
+    // The written model loads, and three steps changed it.
+    let data = fixtures().join("chats.jsonl");
+    let before = loss_json(&["--model", s(&fixtures().join("llama")), "--data", s(&data), "--max-seq-len", "256"]);
+    let after = loss_json(&["--model", s(&model), "--data", s(&data), "--max-seq-len", "256"]);
+    assert!(after["loss"].as_f64().unwrap() < before["loss"].as_f64().unwrap(), "{before} -> {after}");
 }
