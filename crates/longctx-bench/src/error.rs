@@ -99,6 +99,30 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// A task name that RULER does not have.
+    #[error("unknown RULER task `{name}`; RULER's tasks: {known}")]
+    UnknownRulerTask {
+        /// The name given.
+        name: String,
+        /// The tasks, comma-separated.
+        known: String,
+    },
+    /// Data a RULER task needs is missing or unusable.
+    #[error("{message}")]
+    RulerData {
+        /// What is missing and how to get it.
+        message: String,
+    },
+    /// A target length below what a task's prompt needs with the smallest haystack.
+    #[error("RULER task `{task}` cannot be fitted to {length} tokens: its template and answer prefix with the smallest haystack, plus its tokens to generate, take {needed}")]
+    RulerTooShort {
+        /// The task.
+        task: String,
+        /// The target length.
+        length: usize,
+        /// Tokens the smallest sample takes.
+        needed: usize,
+    },
     /// The tokenizer failed.
     #[error(transparent)]
     Tokenizer(#[from] longctx_core::TokenizeError),

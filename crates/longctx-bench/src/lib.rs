@@ -19,6 +19,7 @@ mod error;
 pub mod metrics;
 pub mod prompt;
 pub mod pyfloat;
+pub mod ruler;
 pub mod score;
 
 pub use error::{Error, Result};
