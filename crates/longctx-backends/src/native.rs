@@ -11,7 +11,9 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use candle_core::{DType, Device};
-use longctx_core::{Backend, BackendError, Completion, FinishReason, GenerationRequest, PromptInput, Tokenizer, Usage};
+use longctx_core::{
+    Backend, BackendError, ChatMessage, Completion, FinishReason, GenerationRequest, PromptInput, Tokenizer, Usage,
+};
 use longctx_models::chat_template::ChatTemplate;
 use longctx_models::generate::{generate_with, GenerationParams, StopReason};
 use longctx_models::gguf::load_gguf;
@@ -137,7 +139,14 @@ pub fn render_prompt(
             let template = template.ok_or_else(|| {
                 BackendError::Rejected("the model has no chat template; send raw text instead".into())
             })?;
-            let text = template.render(messages, true).map_err(|e| BackendError::Rejected(e.to_string()))?;
+            let render =
+                |m: &[ChatMessage]| template.render(m, true).map_err(|e| BackendError::Rejected(e.to_string()));
+            let text = match messages.split_last() {
+                // A final assistant message is a prefix the model continues (RULER's answer
+                // prefix): the conversation before it with the generation prompt, then its text.
+                Some((last, rest)) if last.role == "assistant" && !rest.is_empty() => render(rest)? + &last.content,
+                _ => render(messages)?,
+            };
             (text, false)
         }
         PromptInput::Text(text) => (text.clone(), true),

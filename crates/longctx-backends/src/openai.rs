@@ -316,6 +316,12 @@ impl Backend for OpenAiBackend {
         let chat = match (&request.prompt, self.endpoint) {
             (PromptInput::Chat(messages), Endpoint::Auto | Endpoint::Chat) => {
                 body["messages"] = json!(messages);
+                if messages.len() > 1 && messages.last().is_some_and(|m| m.role == "assistant") {
+                    // The final assistant message is a prefix to continue (vLLM's and
+                    // transformers' `continue_final_message`).
+                    body["continue_final_message"] = json!(true);
+                    body["add_generation_prompt"] = json!(false);
+                }
                 true
             }
             (PromptInput::Text(text), Endpoint::Chat) => {

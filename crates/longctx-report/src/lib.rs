@@ -55,6 +55,7 @@ pub mod manifest;
 pub mod plot;
 pub mod render;
 pub mod report;
+pub mod ruler;
 pub mod summary;
 
 use std::path::{Path, PathBuf};
@@ -87,9 +88,14 @@ pub struct ReportPaths {
 
 /// Reads the run directory `run_dir` and writes its report (Markdown, HTML, plots).
 pub fn write_report(run_dir: &Path, options: &ReportOptions) -> Result<ReportPaths> {
-    let summary = RunSummary::load(run_dir)?;
-    let baseline = summary.baseline(options.baseline.as_deref())?;
-    let report = Report::build(&summary, baseline);
+    let manifest = Manifest::load(&run_dir.join("manifest.json"))?;
+    let report = if manifest.suite == "ruler" {
+        ruler::build(run_dir, &manifest)?
+    } else {
+        let summary = RunSummary::load(run_dir)?;
+        let baseline = summary.baseline(options.baseline.as_deref())?;
+        Report::build(&summary, baseline)
+    };
     let out = options.out_dir.clone().unwrap_or_else(|| run_dir.join("report"));
     let plot_dir = out.join("plots");
     fs_err::create_dir_all(&plot_dir)?;

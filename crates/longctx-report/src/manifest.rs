@@ -31,7 +31,7 @@ pub struct Manifest {
     /// Git commit of longctx, when known.
     #[serde(default)]
     pub git_hash: Option<String>,
-    /// `longbench` or `longbench-e`.
+    /// `longbench`, `longbench-e` or `ruler`.
     #[serde(default = "default_suite")]
     pub suite: String,
     /// The variant scores are normalized to.
@@ -57,6 +57,9 @@ pub struct Manifest {
     /// Totals over the run.
     #[serde(default)]
     pub totals: Totals,
+    /// The experiment's configuration (RULER reports read its threshold).
+    #[serde(default)]
+    pub config: serde_json::Value,
 }
 
 fn default_suite() -> String {
@@ -93,6 +96,9 @@ pub struct ModelInfo {
     /// What exactly runs (weights file or endpoint and model id).
     #[serde(default)]
     pub describe: Option<String>,
+    /// The context window the model claims (native models), in tokens.
+    #[serde(default)]
+    pub window: Option<usize>,
 }
 
 /// Totals over a run, as the runner counted them.
@@ -123,7 +129,9 @@ impl Manifest {
                 manifest.schema_version
             )));
         }
-        manifest.suite().map_err(bad)?;
+        if manifest.suite != "ruler" {
+            manifest.suite().map_err(bad)?;
+        }
         if let Some(v) = manifest.variants.iter().find(|v| !is_plain_name(&v.name)) {
             return Err(bad(format!("variant name {:?} is not a plain directory name", v.name)));
         }
@@ -162,8 +170,8 @@ mod tests {
         fs_err::write(&path, r#"{"schema_version": 2, "variants": []}"#).unwrap();
         let err = Manifest::load(&path).unwrap_err().to_string();
         assert!(err.contains("manifest.json") && err.contains("schema_version 2"), "{err}");
-        fs_err::write(&path, r#"{"schema_version": 1, "suite": "ruler", "variants": []}"#).unwrap();
-        assert!(Manifest::load(&path).unwrap_err().to_string().contains("unknown suite `ruler`"));
+        fs_err::write(&path, r#"{"schema_version": 1, "suite": "babilong", "variants": []}"#).unwrap();
+        assert!(Manifest::load(&path).unwrap_err().to_string().contains("unknown suite `babilong`"));
         fs_err::write(&path, r#"{"schema_version": 1, "variants": [{"name": "../x"}]}"#).unwrap();
         assert!(Manifest::load(&path).unwrap_err().to_string().contains("plain directory name"));
     }

@@ -2,7 +2,8 @@
 //! rasterized with the embedded Roboto font, so no system font is needed).
 //!
 //! Each plot has a legend in its own column to the right of the chart, so that it never
-//! covers data; bar charts grow wider with the number of bars.
+//! covers data (a heatmap's legend is its colour bar); bar charts grow wider with the number
+//! of bars, heatmaps with their number of columns and rows.
 
 use std::ops::Range;
 use std::sync::OnceLock;
@@ -42,6 +43,22 @@ const PALETTE: [RGBColor; 10] = [
 
 const GRID: RGBColor = RGBColor(225, 225, 225);
 
+/// A heatmap's colour scale: the bottom of its range, the middle and the top (ColorBrewer's
+/// RdYlGn), interpolated linearly in RGB.
+const SCALE_LOW: RGBColor = RGBColor(215, 48, 39);
+const SCALE_MID: RGBColor = RGBColor(254, 224, 139);
+const SCALE_HIGH: RGBColor = RGBColor(26, 152, 80);
+
+/// A heatmap cell without data, and its "–".
+const MISSING: RGBColor = RGBColor(217, 217, 217);
+const MISSING_INK: RGBColor = RGBColor(90, 90, 90);
+
+/// The smallest heatmap cell in pixels.
+const MIN_CELL: (usize, usize) = (60, 28);
+
+/// Pixels of a heatmap's height that are not cells: margins, title, x-axis labels.
+const HEATMAP_CHROME: usize = 130;
+
 /// One plot.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plot {
@@ -53,13 +70,13 @@ pub struct Plot {
     pub x_label: String,
     /// y-axis label.
     pub y_label: String,
-    /// A dashed horizontal reference line: `(legend label, y)`.
+    /// A dashed horizontal reference line: `(legend label, y)`; heatmaps ignore it.
     pub reference: Option<(String, f64)>,
     /// What is drawn.
     pub kind: PlotKind,
 }
 
-/// The two kinds of plot a report has.
+/// The kinds of plot a report has.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PlotKind {
     /// Lines over a numeric x (a parameter sweep); `log_x` puts x on a log scale.
@@ -75,6 +92,20 @@ pub enum PlotKind {
         categories: Vec<String>,
         /// `(label, one value per category)` per series.
         series: Vec<(String, Vec<Option<f64>>)>,
+    },
+    /// A grid of cells coloured by value, red (low) through yellow to green (high), each
+    /// labelled with its value (RULER's score by needle depth × context length).
+    Heatmap {
+        /// Column labels, along x from left to right.
+        columns: Vec<String>,
+        /// Row labels, along y from top to bottom.
+        rows: Vec<String>,
+        /// `values[row][column]`; `None` (or a missing or NaN entry): no data, a grey cell
+        /// labelled "–".
+        values: Vec<Vec<Option<f64>>>,
+        /// The values at the two ends of the colour scale, `(low, high)`; values beyond it
+        /// are clamped.
+        range: (f64, f64),
     },
 }
 
@@ -200,6 +231,45 @@ pub fn loss_curve(title: &str, points: Vec<(f64, f64)>) -> Plot {
     }
 }
 
+/// A heatmap (see [`PlotKind::Heatmap`]): `columns` along x, `rows` along y with the first
+/// at the top, `values[row][column]` coloured over `range` (`(low, high)`). `name` is the
+/// file stem, reduced to `[A-Za-z0-9_-]`.
+///
+/// ```
+/// let plot = longctx_report::plot::heatmap(
+///     "ruler-depth",
+///     "RULER: score by needle depth and context length",
+///     "context length",
+///     "needle depth",
+///     vec!["1k".into(), "2k".into()],
+///     vec!["0%".into(), "50%".into(), "100%".into()],
+///     vec![vec![Some(100.0), Some(87.5)], vec![Some(62.5), None], vec![Some(100.0), Some(75.0)]],
+///     (0.0, 100.0),
+/// );
+/// assert!(plot.svg()?.contains("87.5"));
+/// # Ok::<(), longctx_report::Error>(())
+/// ```
+#[allow(clippy::too_many_arguments)]
+pub fn heatmap(
+    name: &str,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    columns: Vec<String>,
+    rows: Vec<String>,
+    values: Vec<Vec<Option<f64>>>,
+    range: (f64, f64),
+) -> Plot {
+    Plot {
+        name: file_stem(name),
+        title: title.to_string(),
+        x_label: x_label.to_string(),
+        y_label: y_label.to_string(),
+        reference: None,
+        kind: PlotKind::Heatmap { columns, rows, values, range },
+    }
+}
+
 /// 1, 2 or 5 times a power of ten, at least `raw` (a readable tick spacing).
 fn nice_step(raw: f64) -> f64 {
     if !(raw > 0.0 && raw.is_finite()) {
@@ -215,17 +285,23 @@ fn file_stem(name: &str) -> String {
 }
 
 impl Plot {
-    /// The size in pixels: bar charts widen with their number of bars and label lengths.
+    /// The size in pixels: bar charts widen with their number of bars and label lengths,
+    /// heatmaps grow with their number of columns and rows (cells at least 60 × 28).
     pub fn size(&self) -> (u32, u32) {
-        let width = match &self.kind {
-            PlotKind::Lines { .. } => 900,
+        let (width, height) = match &self.kind {
+            PlotKind::Lines { .. } => (900, 480),
             PlotKind::Bars { categories, series } => {
                 let longest = categories.iter().map(|c| c.chars().count()).max().unwrap_or(0);
                 let group = (series.len() * 22 + 24).max(longest * 8 + 16);
-                (160 + legend_width(self) + categories.len() * group).max(900)
+                ((160 + legend_width(self) + categories.len() * group).max(900), 480)
+            }
+            PlotKind::Heatmap { columns, rows, values, .. } => {
+                let (cell_w, cell_h) = heatmap_cell(columns, values);
+                let width = 24 + heatmap_y_label_area(rows) + legend_width(self) + columns.len() * cell_w;
+                (width.max(900), (HEATMAP_CHROME + rows.len() * cell_h).max(480))
             }
         };
-        (width as u32, 480)
+        (u32::try_from(width).unwrap_or(u32::MAX), u32::try_from(height).unwrap_or(u32::MAX))
     }
 
     /// The plot as an SVG document.
@@ -265,11 +341,12 @@ impl Plot {
         Error::Plot { plot: self.name.clone(), message: e.to_string() }
     }
 
-    /// The legend's entries.
+    /// The legend's entries; none for a heatmap, whose legend is its colour bar.
     fn legend(&self) -> Vec<(String, RGBColor, Swatch)> {
         let (labels, swatch): (Vec<&String>, _) = match &self.kind {
             PlotKind::Lines { lines, .. } => (lines.iter().map(|l| &l.0).collect(), Swatch::Line),
             PlotKind::Bars { series, .. } => (series.iter().map(|s| &s.0).collect(), Swatch::Bar),
+            PlotKind::Heatmap { .. } => return Vec::new(),
         };
         let mut entries: Vec<_> =
             labels.into_iter().enumerate().map(|(i, l)| (l.clone(), PALETTE[i % PALETTE.len()], swatch)).collect();
@@ -377,8 +454,83 @@ impl Plot {
                 }
                 self.draw_reference(&mut chart, (-0.5, n as f64 - 0.5))?;
             }
+            PlotKind::Heatmap { columns, rows, values, range } => {
+                self.draw_heatmap(&chart_area, &legend_area, columns, rows, values, *range)?;
+            }
         }
         Ok(())
+    }
+
+    /// A heatmap's cells, axes and colour bar (in the legend column).
+    fn draw_heatmap<DB: DrawingBackend>(
+        &self,
+        chart_area: &DrawingArea<DB, Shift>,
+        legend_area: &DrawingArea<DB, Shift>,
+        columns: &[String],
+        rows: &[String],
+        values: &[Vec<Option<f64>>],
+        range: (f64, f64),
+    ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+        let label = (FAMILY, 15);
+        let (n_columns, n_rows) = (columns.len(), rows.len());
+        // Row i is drawn at y = n_rows - 1 - i, so that the first row is at the top.
+        let x_ticks = (0..n_columns).map(|j| j as f64).collect();
+        let y_ticks = (0..n_rows).map(|i| i as f64).collect();
+        let mut chart = ChartBuilder::on(chart_area)
+            .margin(12)
+            .x_label_area_size(48)
+            .y_label_area_size(u32::try_from(heatmap_y_label_area(rows)).unwrap_or(u32::MAX))
+            .build_cartesian_2d(
+                Ticks { range: -0.5..n_columns.max(1) as f64 - 0.5, ticks: x_ticks },
+                Ticks { range: -0.5..n_rows.max(1) as f64 - 0.5, ticks: y_ticks },
+            )?;
+        let fmt_x = |x: &f64| columns.get(x.round().max(0.0) as usize).cloned().unwrap_or_default();
+        let fmt_y = |y: &f64| {
+            let row = n_rows.checked_sub(1 + y.round().max(0.0) as usize);
+            row.and_then(|i| rows.get(i)).cloned().unwrap_or_default()
+        };
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_desc(self.x_label.as_str())
+            .y_desc(self.y_label.as_str())
+            .x_label_formatter(&fmt_x)
+            .y_label_formatter(&fmt_y)
+            .label_style(label)
+            .axis_desc_style(label)
+            .draw()?;
+        let mut cells = Vec::with_capacity(n_rows * n_columns);
+        for i in 0..n_rows {
+            let y = (n_rows - 1 - i) as f64;
+            for j in 0..n_columns {
+                cells.push(match heatmap_value(values, i, j) {
+                    Some(v) => {
+                        let fill = scale_colour(scale_position(v, range));
+                        (j as f64, y, fill, text_colour(fill), format!("{v:.1}"))
+                    }
+                    None => (j as f64, y, MISSING, MISSING_INK, "–".to_string()),
+                });
+            }
+        }
+        // Each cell is inset by a pixel, so that 2 white pixels separate neighbours.
+        chart.draw_series(cells.iter().map(|&(x, y, fill, ..)| {
+            let mut cell = Rectangle::new([(x - 0.5, y - 0.5), (x + 0.5, y + 0.5)], fill.filled());
+            cell.set_margin(1, 1, 1, 1);
+            cell
+        }))?;
+        let centred = TextStyle::from((FAMILY, 14).into_font()).pos(Pos::new(HPos::Center, VPos::Center));
+        chart.draw_series(
+            cells.iter().map(|(x, y, _, ink, text)| Text::new(text.clone(), (*x, *y), centred.color(ink))),
+        )?;
+        if cells.is_empty() {
+            let style = (FAMILY, 15).into_font().color(&MISSING_INK).pos(Pos::new(HPos::Center, VPos::Center));
+            chart.plotting_area().draw(&Text::new(NO_DATA.to_string(), (0.0, 0.0), style))?;
+        }
+        // The colour bar spans the cells' height.
+        let (_, ys) = chart.plotting_area().get_pixel_range();
+        let base = legend_area.get_base_pixel().1;
+        let missing = heatmap_missing(values, n_rows, n_columns);
+        draw_colour_bar(legend_area, (ys.start - base, ys.end - base), range, missing)
     }
 
     fn draw_reference<DB: DrawingBackend>(
@@ -395,11 +547,17 @@ impl Plot {
 
     /// The top of the y axis: 10% above the highest value or reference line.
     fn y_max(&self) -> f64 {
-        let values: Vec<f64> = match &self.kind {
-            PlotKind::Lines { lines, .. } => lines.iter().flat_map(|l| l.1.iter().map(|p| p.1)).collect(),
-            PlotKind::Bars { series, .. } => series.iter().flat_map(|s| s.1.iter().flatten().copied()).collect(),
+        let (values, reference): (Vec<f64>, _) = match &self.kind {
+            PlotKind::Lines { lines, .. } => {
+                (lines.iter().flat_map(|l| l.1.iter().map(|p| p.1)).collect(), self.reference.as_ref())
+            }
+            PlotKind::Bars { series, .. } => {
+                (series.iter().flat_map(|s| s.1.iter().flatten().copied()).collect(), self.reference.as_ref())
+            }
+            // A heatmap has no value axis (its values are colours), nor a reference line.
+            PlotKind::Heatmap { values, .. } => (values.iter().flatten().flatten().copied().collect(), None),
         };
-        let max = values.into_iter().chain(self.reference.as_ref().map(|r| r.1)).fold(0.0, f64::max);
+        let max = values.into_iter().chain(reference.map(|r| r.1)).fold(0.0, f64::max);
         if max > 0.0 {
             max * 1.1
         } else {
@@ -434,10 +592,118 @@ impl Ranged for Ticks {
     }
 }
 
-/// Width of the legend column: room for the longest label.
+/// Width of the legend column: room for the longest label (of a heatmap: of its colour bar).
 fn legend_width(plot: &Plot) -> usize {
-    let longest = plot.legend().iter().map(|e| e.0.chars().count()).max().unwrap_or(0);
+    let longest = match &plot.kind {
+        PlotKind::Heatmap { rows, columns, values, range } => {
+            let missing = heatmap_missing(values, rows.len(), columns.len());
+            let labels = colour_bar_labels(*range);
+            labels.iter().map(|l| l.0.chars().count()).chain(missing.then_some(NO_DATA.len())).max().unwrap_or(0)
+        }
+        _ => plot.legend().iter().map(|e| e.0.chars().count()).max().unwrap_or(0),
+    };
     (longest * 8 + 56).clamp(120, 320)
+}
+
+/// The colour bar's label for cells without data.
+const NO_DATA: &str = "no data";
+
+/// The value of a heatmap's cell; `None` where there is no data (`None`, NaN or out of
+/// `values`' bounds).
+fn heatmap_value(values: &[Vec<Option<f64>>], row: usize, column: usize) -> Option<f64> {
+    values.get(row).and_then(|r| r.get(column)).copied().flatten().filter(|v| !v.is_nan())
+}
+
+/// Whether some of the `n_rows` × `n_columns` cells of a heatmap have no data.
+fn heatmap_missing(values: &[Vec<Option<f64>>], n_rows: usize, n_columns: usize) -> bool {
+    (0..n_rows).any(|i| (0..n_columns).any(|j| heatmap_value(values, i, j).is_none()))
+}
+
+/// A heatmap cell's size in pixels: room for the column labels and the values' texts.
+fn heatmap_cell(columns: &[String], values: &[Vec<Option<f64>>]) -> (usize, usize) {
+    let label = columns.iter().map(|c| c.chars().count()).max().unwrap_or(0);
+    let value = values.iter().flatten().flatten().map(|v| format!("{v:.1}").len()).max().unwrap_or(0);
+    ((label * 8 + 16).max(value * 8 + 12).max(MIN_CELL.0), MIN_CELL.1)
+}
+
+/// The width of a heatmap's y-label area: the row labels and the axis description.
+fn heatmap_y_label_area(rows: &[String]) -> usize {
+    let longest = rows.iter().map(|r| r.chars().count()).max().unwrap_or(0);
+    (longest * 8 + 44).max(64)
+}
+
+/// Where `value` lies on the colour scale over `(low, high)`: 0 at `low`, 1 at `high`,
+/// clamped; 0.5 where that is undefined (a range of zero width at `value`, a NaN bound).
+fn scale_position(value: f64, (low, high): (f64, f64)) -> f64 {
+    let t = (value - low) / (high - low);
+    if t.is_nan() {
+        0.5
+    } else {
+        t.clamp(0.0, 1.0)
+    }
+}
+
+/// The colour at position `t` (0 to 1) of the heatmap scale.
+fn scale_colour(t: f64) -> RGBColor {
+    let t = if t.is_nan() { 0.5 } else { t.clamp(0.0, 1.0) };
+    let (a, b, u) = if t <= 0.5 { (SCALE_LOW, SCALE_MID, t * 2.0) } else { (SCALE_MID, SCALE_HIGH, t * 2.0 - 1.0) };
+    let mix = |x: u8, y: u8| (f64::from(x) + (f64::from(y) - f64::from(x)) * u).round() as u8;
+    RGBColor(mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
+}
+
+/// Black or white, whichever contrasts more with `background` (WCAG contrast ratio).
+fn text_colour(background: RGBColor) -> RGBColor {
+    let linear = |c: u8| {
+        let s = f64::from(c) / 255.0;
+        if s <= 0.040_45 {
+            s / 12.92
+        } else {
+            ((s + 0.055) / 1.055).powf(2.4)
+        }
+    };
+    let l = 0.2126 * linear(background.0) + 0.7152 * linear(background.1) + 0.0722 * linear(background.2);
+    // Contrast with black (l + 0.05) / 0.05 against contrast with white 1.05 / (l + 0.05).
+    if (l + 0.05) * (l + 0.05) >= 0.05 * 1.05 {
+        BLACK
+    } else {
+        WHITE
+    }
+}
+
+/// The colour bar's labels, top to bottom: the range's high end, midpoint and low end, each
+/// with its position on the scale.
+fn colour_bar_labels((low, high): (f64, f64)) -> [(String, f64); 3] {
+    [(number(high), 1.0), (number(f64::midpoint(low, high)), 0.5), (number(low), 0.0)]
+}
+
+/// A heatmap's legend: a vertical colour bar from pixel row `top` (the high end) to `bottom`,
+/// labelled at its ends and middle, and, when some cells have no data, a grey swatch below.
+fn draw_colour_bar<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    (top, bottom): (i32, i32),
+    range: (f64, f64),
+    missing: bool,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    const BANDS: i32 = 64;
+    let height = (bottom - top).max(1);
+    for k in 0..BANDS {
+        let (y0, y1) = (top + height * k / BANDS, top + height * (k + 1) / BANDS);
+        let colour = scale_colour(1.0 - (f64::from(k) + 0.5) / f64::from(BANDS));
+        area.draw(&Rectangle::new([(8, y0), (30, y1)], colour.filled()))?;
+    }
+    area.draw(&Rectangle::new([(8, top), (30, top + height)], RGBColor(128, 128, 128).stroke_width(1)))?;
+    let style = TextStyle::from((FAMILY, 15).into_font()).pos(Pos::new(HPos::Left, VPos::Center));
+    for (label, t) in colour_bar_labels(range) {
+        let y = top + (f64::from(height) * (1.0 - t)).round() as i32;
+        area.draw(&PathElement::new([(30, y), (35, y)], BLACK.stroke_width(1)))?;
+        area.draw(&Text::new(label, (38, y), style.clone()))?;
+    }
+    if missing {
+        let y = top + height + 28;
+        area.draw(&Rectangle::new([(8, y - 8), (30, y + 8)], MISSING.filled()))?;
+        area.draw(&Text::new(NO_DATA.to_string(), (38, y), style))?;
+    }
+    Ok(())
 }
 
 /// How a legend entry shows its series.
@@ -526,6 +792,143 @@ mod tests {
         assert_eq!((info.width, info.height), plot.size());
         // Deterministic.
         assert_eq!(plot.svg().unwrap(), svg);
+    }
+
+    /// RULER's view: 11 depths (rows) × 5 context lengths (columns), three cells without data.
+    fn ruler_heatmap() -> Plot {
+        let columns: Vec<String> = ["1k", "2k", "4k", "8k", "16k"].into_iter().map(String::from).collect();
+        let rows: Vec<String> = (0..=10).map(|d| format!("{}%", d * 10)).collect();
+        let values = (0..11)
+            .map(|i| {
+                (0..5)
+                    .map(|j| match (i, j) {
+                        (0, 0) => Some(87.5),
+                        (0, 1) => Some(100.0),
+                        (5, 4) | (7, 3) | (10, 2) => None,
+                        _ => Some(100.0 - 10.0 * f64::from(j) - 2.5 * f64::from(i)),
+                    })
+                    .collect()
+            })
+            .collect();
+        heatmap(
+            "ruler depth",
+            "RULER: score by needle depth",
+            "context length",
+            "needle depth",
+            columns,
+            rows,
+            values,
+            (0.0, 100.0),
+        )
+    }
+
+    /// The `y` attribute of the `<text>` element whose content is `text`.
+    fn text_y(svg: &str, text: &str) -> f64 {
+        let at = svg.find(&format!(">\n{text}\n</text>")).unwrap_or_else(|| panic!("no text {text:?}"));
+        let element = &svg[svg[..at].rfind("<text").unwrap()..at];
+        let y = &element[element.find(" y=\"").unwrap() + 4..];
+        y[..y.find('"').unwrap()].parse().unwrap()
+    }
+
+    #[test]
+    fn heatmap_svg_has_cell_values_missing_cells_and_labels() {
+        let plot = ruler_heatmap();
+        assert_eq!(plot.name, "ruler_depth");
+        let svg = plot.svg().unwrap();
+        for text in ["87.5", "100.0", "62.5", "context length", "needle depth", "1k", "16k", "0%", "50%", "100%"] {
+            assert!(svg.contains(&format!("\n{text}\n")), "no {text:?} in {svg}");
+        }
+        // Three cells without data, and the colour bar's labels.
+        assert_eq!(svg.matches("\n–\n").count(), 3);
+        for text in ["0", "50", "100", "no data"] {
+            assert!(svg.contains(&format!("\n{text}\n")), "no colour bar label {text:?}");
+        }
+        // The first row is at the top, the first column at the left.
+        assert!(text_y(&svg, "0%") < text_y(&svg, "50%") && text_y(&svg, "50%") < text_y(&svg, "100%"));
+        // The grey of cells without data, and a rectangle per cell.
+        assert!(svg.contains(&format!("fill=\"#{:02X}{:02X}{:02X}\"", MISSING.0, MISSING.1, MISSING.2)), "{svg}");
+        assert!(svg.matches("<rect").count() >= 55);
+        // No legend entry for the (ignored) reference line.
+        let mut with_reference = plot.clone();
+        with_reference.reference = Some(("baseline".into(), 50.0));
+        assert!(!with_reference.svg().unwrap().contains("baseline"));
+        assert_eq!(plot.svg().unwrap(), svg, "deterministic");
+    }
+
+    #[test]
+    fn heatmap_png_decodes_with_its_size() {
+        let plot = ruler_heatmap();
+        let (w, h) = plot.size();
+        assert!(w >= 900 && h >= 480);
+        let png = plot.png().unwrap();
+        let mut decoder = png::Decoder::new(std::io::Cursor::new(png)).read_info().unwrap();
+        let info = decoder.info().clone();
+        assert_eq!((info.width, info.height), (w, h));
+        let mut rgb = vec![0; decoder.output_buffer_size().unwrap()];
+        decoder.next_frame(&mut rgb).unwrap();
+        // Cells at 100 are the scale's green, cells without data grey.
+        let has = |c: RGBColor| rgb.chunks_exact(3).any(|p| p == [c.0, c.1, c.2]);
+        assert!(has(SCALE_HIGH) && has(MISSING));
+    }
+
+    #[test]
+    fn heatmap_clamps_values_outside_its_range() {
+        assert_eq!(scale_colour(scale_position(-50.0, (0.0, 100.0))), SCALE_LOW);
+        assert_eq!(scale_colour(scale_position(0.0, (0.0, 100.0))), SCALE_LOW);
+        assert_eq!(scale_colour(scale_position(50.0, (0.0, 100.0))), SCALE_MID);
+        assert_eq!(scale_colour(scale_position(250.0, (0.0, 100.0))), SCALE_HIGH);
+        assert_eq!(scale_colour(scale_position(f64::INFINITY, (0.0, 1.0))), SCALE_HIGH);
+        // Degenerate ranges do not panic.
+        assert_eq!(scale_colour(scale_position(3.0, (3.0, 3.0))), SCALE_MID);
+        assert_eq!(scale_colour(scale_position(3.0, (f64::NAN, 1.0))), SCALE_MID);
+        assert_eq!(scale_colour(0.25), RGBColor(235, 136, 89));
+        // Text contrasts with its cell.
+        assert_eq!(text_colour(SCALE_LOW), WHITE);
+        assert_eq!(text_colour(SCALE_MID), BLACK);
+        assert_eq!(text_colour(RGBColor(20, 20, 20)), WHITE);
+        let plot = heatmap(
+            "h",
+            "Out of range",
+            "x",
+            "y",
+            vec!["a".into(), "b".into(), "c".into()],
+            vec!["r".into()],
+            // A ragged row: its missing third cell has no data.
+            vec![vec![Some(-20.0), Some(1e9), Some(f64::NAN)], vec![Some(f64::NEG_INFINITY)]],
+            (0.0, 1.0),
+        );
+        let svg = plot.svg().unwrap();
+        assert!(svg.contains("\n-20.0\n") && svg.contains("\n1000000000.0\n") && svg.contains("\n–\n"));
+        // The long value widens the cells.
+        assert!(heatmap_cell(&["a".into()], &[vec![Some(1e9)]]).0 > MIN_CELL.0);
+        plot.png().unwrap();
+    }
+
+    #[test]
+    fn empty_heatmap_renders_no_data() {
+        let labels = |n: usize| (0..n).map(|i| i.to_string()).collect::<Vec<_>>();
+        for (columns, rows) in [(0, 0), (3, 0), (0, 4)] {
+            let plot = heatmap("e", "Empty", "x", "y", labels(columns), labels(rows), Vec::new(), (0.0, 100.0));
+            assert_eq!(plot.size(), (900, 480));
+            let svg = plot.svg().unwrap();
+            assert!(svg.contains("\nno data\n") && !svg.contains("\n–\n"), "{svg}");
+            let png = plot.png().unwrap();
+            let info = png::Decoder::new(std::io::Cursor::new(png)).read_info().unwrap().info().clone();
+            assert_eq!((info.width, info.height), plot.size());
+        }
+    }
+
+    #[test]
+    fn heatmap_size_grows_with_columns_and_rows() {
+        let labels = |n: usize| (0..n).map(|i| format!("{i}k")).collect::<Vec<_>>();
+        let sized = |columns: usize, rows: usize| {
+            let values = vec![vec![Some(50.0); columns]; rows];
+            heatmap("s", "Size", "x", "y", labels(columns), labels(rows), values, (0.0, 100.0)).size()
+        };
+        assert_eq!(sized(5, 11), (900, 480));
+        let (w, h) = sized(30, 40);
+        assert!(w >= 30 * 60 && h >= 40 * 28, "{w}x{h}");
+        assert!(sized(31, 40).0 > w && sized(30, 41).1 > h);
     }
 
     #[test]

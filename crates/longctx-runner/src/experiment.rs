@@ -19,6 +19,17 @@
 //! [[strategy]]
 //! kind = "full"
 //!
+//! # RULER instead of LongBench (samples are generated in each model's tokenizer):
+//! # [benchmark]
+//! # suite = "ruler"
+//! # lengths = [1024, 2048, 4096]  # target lengths (prompt + tokens to generate)
+//! # samples = 20                  # per task and length
+//! # tasks = ["niah_single_1", "vt"]   # default: RULER's 13 (those without data are skipped)
+//! # depths = 11                   # single-needle samples spread over 0..100 % in 11 steps
+//! # seed = 42
+//! # threshold = 85.6              # effective length: longest length whose average reaches it
+//! # words = "assets/wonderwords"  # essay = "…/PaulGrahamEssays.json", squad = …, hotpotqa = …
+//!
 //! [[strategy]]
 //! kind = "truncate"
 //! side = ["middle", "end"]     # list-valued parameters expand into variants
@@ -333,6 +344,27 @@ pub struct BenchmarkConfig {
     pub datasets: Option<Vec<String>>,
     /// Samples per dataset (first ones in file order).
     pub limit: Option<usize>,
+    /// RULER: target lengths in tokens (prompt + tokens to generate).
+    pub lengths: Option<Vec<usize>>,
+    /// RULER: samples per task and length (default 100).
+    pub samples: Option<usize>,
+    /// RULER: tasks (default: the 13 of RULER's `synthetic.yaml`).
+    pub tasks: Option<Vec<String>>,
+    /// RULER: the single-needle tasks' samples are spread over this many needle depths,
+    /// 0 to 100 % (default 11); 0 places needles at random as RULER does.
+    pub depths: Option<usize>,
+    /// RULER: the seed of the generators (default 42).
+    pub seed: Option<u64>,
+    /// RULER: the effective length's threshold (default 85.6).
+    pub threshold: Option<f64>,
+    /// RULER: directory of wonderwords' word lists (default `assets/wonderwords`).
+    pub words: Option<PathBuf>,
+    /// RULER: Paul Graham's essays as RULER's download script writes them.
+    pub essay: Option<PathBuf>,
+    /// RULER: SQuAD v2 dev JSON (qa_1).
+    pub squad: Option<PathBuf>,
+    /// RULER: HotpotQA dev JSON (qa_2).
+    pub hotpotqa: Option<PathBuf>,
 }
 
 fn default_suite() -> String {
@@ -621,8 +653,49 @@ impl Experiment {
         if self.strategies.is_empty() {
             invalid!("no [[strategy]]");
         }
-        if !matches!(self.benchmark.suite.as_str(), "longbench" | "longbench-e") {
-            invalid!("suite `{}` is not one of longbench, longbench-e", self.benchmark.suite);
+        let b = &self.benchmark;
+        match b.suite.as_str() {
+            "longbench" | "longbench-e" => {
+                let ruler_keys = [
+                    ("lengths", b.lengths.is_some()),
+                    ("samples", b.samples.is_some()),
+                    ("tasks", b.tasks.is_some()),
+                    ("depths", b.depths.is_some()),
+                    ("seed", b.seed.is_some()),
+                    ("threshold", b.threshold.is_some()),
+                    ("words", b.words.is_some()),
+                    ("essay", b.essay.is_some()),
+                    ("squad", b.squad.is_some()),
+                    ("hotpotqa", b.hotpotqa.is_some()),
+                ];
+                if let Some((k, _)) = ruler_keys.iter().find(|k| k.1) {
+                    invalid!("`{k}` is a RULER setting; this benchmark's suite is `{}`", b.suite);
+                }
+            }
+            "ruler" => {
+                if b.datasets.is_some() || b.data_dir.is_some() || b.limit.is_some() {
+                    invalid!(
+                        "suite \"ruler\" takes `tasks`, `lengths` and `samples`, not `datasets`, `data_dir` or `limit`"
+                    );
+                }
+                match &b.lengths {
+                    None => invalid!("suite \"ruler\" needs `lengths` (e.g. [4096, 8192])"),
+                    Some(l) if l.is_empty() || l.contains(&0) => invalid!("`lengths` must be positive token counts"),
+                    Some(_) => {}
+                }
+                if b.samples == Some(0) {
+                    invalid!("`samples` must be at least 1");
+                }
+                if let Some(t) = b.threshold {
+                    if !(0.0..=100.0).contains(&t) {
+                        invalid!("`threshold` must be between 0 and 100");
+                    }
+                }
+                for t in b.tasks.iter().flatten() {
+                    longctx_bench::ruler::task(t)?;
+                }
+            }
+            other => invalid!("suite `{other}` is not one of longbench, longbench-e, ruler"),
         }
         if let Some(b) = self.pricing.budget_usd {
             if b.is_nan() || b < 0.0 {
@@ -640,7 +713,11 @@ impl Experiment {
             let prefix = if models.len() > 1 { format!("{}-", model.display_name()) } else { String::new() };
             for s in &self.strategies {
                 for (name, group, params, strategy) in expand(s)? {
-                    let identity = serde_json::json!({"model": model.identity(), "strategy": strategy});
+                    let mut identity = serde_json::json!({"model": model.identity(), "strategy": strategy});
+                    if self.benchmark.suite == "ruler" {
+                        // Samples are generated: the same ids hold other samples under another seed.
+                        identity["ruler_seed"] = serde_json::json!(self.benchmark.seed.unwrap_or(42));
+                    }
                     out.push(Variant {
                         name: format!("{prefix}{name}"),
                         model_index: mi,

@@ -52,6 +52,11 @@ pub fn inspect(plan: &Plan, variant: &str, dataset: &str, index: usize) -> Resul
         let names: Vec<&str> = plan.variants.iter().map(|v| v.name.as_str()).collect();
         return Err(Error::Invalid(format!("no variant `{variant}`; the variants are: {}", names.join(", "))));
     };
+    if plan.ruler.is_some() {
+        return Err(Error::Invalid(
+            "`longctx prompt` shows LongBench prompts; RULER's samples are generated per model: see them with `longctx ruler generate`".into(),
+        ));
+    }
     let spec = match plan.suite {
         Suite::LongBench => dataset::dataset(dataset)?,
         Suite::LongBenchE => dataset::dataset_e(dataset)?,

@@ -39,6 +39,7 @@ mod error;
 pub mod experiment;
 mod inspect;
 pub mod plan;
+pub mod ruler;
 mod run;
 pub mod store;
 

@@ -11,6 +11,7 @@ use longctx_backends::native::{render_prompt, NativeBackend, NativeOptions, Rend
 use longctx_backends::openai::{Endpoint, EndpointConfig, OpenAiBackend, OpenAiChat, OpenAiEmbedder};
 use longctx_bench::dataset::{self, DataSource, DatasetSpec, Suite};
 use longctx_bench::prompt;
+use longctx_bench::ruler::{self, data::DataPaths, data::RulerData, generate::Generated, generate::Generator, Task};
 use longctx_context::embed::{CachedEmbedder, SentenceEmbedder};
 use longctx_context::llmlingua2::{CompressOptions, LlmLingua2};
 use longctx_context::rerank::{CrossEncoder, LlmReranker};
@@ -42,8 +43,113 @@ pub struct Plan {
     pub suite: Suite,
     /// Where the data comes from.
     pub source: DataSource,
-    /// The datasets, in the order given.
+    /// The datasets, in the order given (LongBench suites; empty for RULER).
     pub datasets: Vec<&'static DatasetSpec>,
+    /// The RULER suite's tasks and lengths, when the suite is `ruler`.
+    pub ruler: Option<RulerPlan>,
+}
+
+/// What a RULER run generates: tasks × lengths, each a "dataset" of the run store
+/// (`<task>-<length>.jsonl`).
+pub struct RulerPlan {
+    /// (task, length, file stem) in run order: lengths outermost, RULER's task order within.
+    pub sets: Vec<(&'static Task, usize, String)>,
+    /// Samples per task and length.
+    pub samples: usize,
+    /// Needle depths of the single-needle tasks' samples (empty: random, as RULER).
+    pub depths: Vec<f64>,
+    /// The generators' seed.
+    pub seed: u64,
+    /// The effective length's threshold.
+    pub threshold: f64,
+    /// The data the tasks draw on.
+    pub data: RulerData,
+    /// Tasks left out for want of data, with the reason.
+    pub skipped: Vec<(String, String)>,
+}
+
+impl RulerPlan {
+    fn new(b: &crate::experiment::BenchmarkConfig) -> Result<Self> {
+        let names: Vec<String> = match &b.tasks {
+            Some(t) => t.clone(),
+            None => ruler::TASKS.iter().map(|t| t.name.to_string()).collect(),
+        };
+        let paths = DataPaths {
+            words: b.words.clone(),
+            essay: b.essay.clone(),
+            squad: b.squad.clone(),
+            hotpotqa: b.hotpotqa.clone(),
+        };
+        let mut tasks = Vec::new();
+        let mut skipped = Vec::new();
+        let mut needs = Vec::new();
+        for name in &names {
+            let t = ruler::task(name)?;
+            let missing: Vec<String> = t.needs().into_iter().filter_map(|n| paths.missing(n)).collect();
+            if missing.is_empty() {
+                needs.extend(t.needs());
+                tasks.push(t);
+            } else {
+                skipped.push((name.clone(), missing.join("; ")));
+            }
+        }
+        for (t, why) in &skipped {
+            eprintln!("RULER task `{t}` skipped: {why}");
+        }
+        if tasks.is_empty() {
+            invalid!("no RULER task can run: each lacks its data (see above)");
+        }
+        let data = RulerData::load(&paths, &needs)?;
+        let mut lengths = b.lengths.clone().unwrap_or_default();
+        lengths.sort_unstable();
+        lengths.dedup();
+        let sets =
+            lengths.iter().flat_map(|&l| tasks.iter().map(move |t| (*t, l, format!("{}-{l}", t.name)))).collect();
+        Ok(Self {
+            sets,
+            samples: b.samples.unwrap_or(100),
+            depths: ruler::depths(b.depths.unwrap_or(11)),
+            seed: b.seed.unwrap_or(42),
+            threshold: b.threshold.unwrap_or(ruler::DEFAULT_THRESHOLD),
+            data,
+            skipped,
+        })
+    }
+
+    /// The ids of a set's samples (known before any model is loaded).
+    pub fn ids(&self) -> Vec<String> {
+        (0..self.samples).map(|i| i.to_string()).collect()
+    }
+
+    /// The needle depth of sample `index` of `task`: depths in turn for single-needle tasks.
+    pub fn depth(&self, task: &Task, index: usize) -> Option<f64> {
+        (task.single_needle() && !self.depths.is_empty()).then(|| self.depths[index % self.depths.len()])
+    }
+
+    /// Generates a set's samples in `model`'s tokenizer and chat template.
+    pub fn generate(&self, task: &'static Task, length: usize, model: &ModelRuntime) -> Result<Vec<Generated>> {
+        let count = |user: &str, prefix: &str| -> longctx_bench::Result<usize> {
+            let request = model.ruler_request(task, user.to_string(), prefix);
+            model
+                .render(&request)
+                .map(|r| r.ids.len())
+                .map_err(|e| longctx_bench::Error::Tokenizer(longctx_core::TokenizeError(e.to_string())))
+        };
+        let g = Generator::new(task, &self.data, length, self.seed, &count)?;
+        (0..self.samples).map(|i| g.sample(i, self.depth(task, i)).map_err(Error::from)).collect()
+    }
+}
+
+/// A generated RULER sample as the strategies see it: the haystack is the context, the text
+/// after it the input; the template is the text before it, then `{context}{input}`.
+pub fn ruler_sample(g: &Generated, dataset: &str) -> (Sample, String) {
+    let (head, context, tail) = g.parts();
+    let mut sample = Sample::new(g.index.to_string(), context, tail);
+    sample.answers.clone_from(&g.outputs);
+    sample.length = g.length as u64;
+    sample.dataset = dataset.to_string();
+    let template = format!("{}{{context}}{{input}}", head.replace('{', "{{").replace('}', "}}"));
+    (sample, template)
 }
 
 impl Plan {
@@ -57,6 +163,21 @@ impl Plan {
     pub fn parse(text: String) -> Result<Self> {
         let experiment = Experiment::parse(&text)?;
         let variants = experiment.variants()?;
+        if experiment.benchmark.suite == "ruler" {
+            let ruler = RulerPlan::new(&experiment.benchmark)?;
+            let models = experiment.models();
+            let source = DataSource::official_hub();
+            return Ok(Self {
+                text,
+                experiment,
+                models,
+                variants,
+                suite: Suite::LongBench,
+                source,
+                datasets: Vec::new(),
+                ruler: Some(ruler),
+            });
+        }
         let suite = if experiment.benchmark.suite == "longbench-e" { Suite::LongBenchE } else { Suite::LongBench };
         let source = experiment.benchmark.data_dir.as_ref().map_or_else(DataSource::official_hub, DataSource::local);
         let spec_of = |name: &str| match suite {
@@ -82,7 +203,7 @@ impl Plan {
             invalid!("no datasets to run (none given, and none found in the data directory)");
         }
         let models = experiment.models();
-        Ok(Self { text, experiment, models, variants, suite, source, datasets })
+        Ok(Self { text, experiment, models, variants, suite, source, datasets, ruler: None })
     }
 
     /// The samples of a dataset, the first `limit` of them.
@@ -171,6 +292,24 @@ impl ModelRuntime {
             },
             max_new_tokens: self.config.max_new_tokens.map_or(official, |cap| cap.min(official)),
             stop: if spec.stop_at_newline { vec!["\n".into()] } else { Vec::new() },
+            temperature: self.config.temperature,
+            seed: self.config.seed,
+        }
+    }
+
+    /// The request for a RULER prompt: the user turn, then the answer prefix starting the
+    /// assistant's turn (raw text, prompt then prefix, when the chat template is off), the
+    /// task's `tokens_to_generate` (capped by `max_new_tokens`).
+    pub fn ruler_request(&self, task: &Task, prompt_text: String, prefix: &str) -> GenerationRequest {
+        let budget = task.tokens_to_generate();
+        GenerationRequest {
+            prompt: if self.config.chat_template == Some(false) {
+                PromptInput::Text(prompt_text + prefix)
+            } else {
+                PromptInput::Chat(vec![ChatMessage::new("user", prompt_text), ChatMessage::new("assistant", prefix)])
+            },
+            max_new_tokens: self.config.max_new_tokens.map_or(budget, |cap| cap.min(budget)),
+            stop: Vec::new(),
             temperature: self.config.temperature,
             seed: self.config.seed,
         }
@@ -311,6 +450,16 @@ impl StrategyFactory {
             }
         })
     }
+}
+
+/// The strategy's prompt for a generated RULER sample.
+pub fn apply_ruler(
+    strategy: &dyn ContextStrategy,
+    sample: &Sample,
+    template: &str,
+    model: &ModelRuntime,
+) -> Result<Applied> {
+    strategy.apply(sample, template, model.tokenizer(), model.config.max_prompt_tokens).map_err(Error::from)
 }
 
 /// The strategy's prompt for a sample, with the dataset's official template.

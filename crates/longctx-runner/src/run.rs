@@ -10,7 +10,6 @@
 //! past it; the run then stops, resumable. Raising the interrupt flag (Ctrl-C in `longctx run`)
 //! stops starting samples, waits for those in flight and records the run as interrupted.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -19,6 +18,8 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressStyle};
 use longctx_bench::dataset::DatasetSpec;
 use longctx_bench::metrics::MetricOptions;
+use longctx_bench::ruler::generate::Generated;
+use longctx_bench::ruler::Task;
 use longctx_bench::score::{score_dir, ScoreOptions};
 use longctx_context::strategy::{Applied, ContextStrategy};
 use longctx_core::{Completion, Sample};
@@ -153,10 +154,9 @@ pub fn run_with(
     // Every prediction file is read once, here: what earlier sessions wrote is skipped, and
     // what they spent counts against the budget.
     // Indexed [dataset][variant].
-    let mut files: Vec<Vec<DatasetFiles>> = plan
-        .datasets
+    let mut files: Vec<Vec<DatasetFiles>> = sets(plan)
         .iter()
-        .map(|spec| plan.variants.iter().map(|v| DatasetFiles::open(&run_dir.join(&v.name), spec.name)).collect())
+        .map(|(name, _)| plan.variants.iter().map(|v| DatasetFiles::open(&run_dir.join(&v.name), name)).collect())
         .collect::<Result<_>>()?;
     let mut state = State {
         run_dir: run_dir.clone(),
@@ -214,7 +214,7 @@ fn new_manifest(plan: &Plan, config_hash: &str, previous: Option<Manifest>) -> M
             hash: v.hash.clone(),
         })
         .collect();
-    let mut datasets: Vec<String> = plan.datasets.iter().map(|d| d.name.to_string()).collect();
+    let mut datasets: Vec<String> = sets(plan).into_iter().map(|(name, _)| name).collect();
     let mut sessions = Vec::new();
     let mut started_at = now();
     if let Some(old) = previous {
@@ -251,6 +251,7 @@ fn new_manifest(plan: &Plan, config_hash: &str, previous: Option<Manifest>) -> M
                 name: m.display_name(),
                 backend: format!("{:?}", m.backend).to_lowercase(),
                 describe: String::new(),
+                window: None,
             })
             .collect(),
         started_at,
@@ -258,6 +259,21 @@ fn new_manifest(plan: &Plan, config_hash: &str, previous: Option<Manifest>) -> M
         status: "running".into(),
         totals: Totals::default(),
         sessions,
+    }
+}
+
+/// What one "dataset" of a run is: a LongBench dataset, or a RULER task at one length.
+#[derive(Clone, Copy)]
+enum SetKind {
+    LongBench(&'static DatasetSpec),
+    Ruler(&'static Task, usize),
+}
+
+/// The datasets of a run in order, with their file stems.
+fn sets(plan: &Plan) -> Vec<(String, SetKind)> {
+    match &plan.ruler {
+        Some(r) => r.sets.iter().map(|(t, l, name)| (name.clone(), SetKind::Ruler(t, *l))).collect(),
+        None => plan.datasets.iter().map(|d| (d.name.to_string(), SetKind::LongBench(d))).collect(),
     }
 }
 
@@ -269,9 +285,22 @@ fn run_models(
     files: &mut [Vec<DatasetFiles>],
     load: &mut dyn FnMut(&ModelConfig) -> Result<ModelRuntime>,
 ) -> Result<()> {
-    let mut samples: HashMap<&str, Vec<Sample>> = HashMap::new();
-    for spec in &plan.datasets {
-        samples.insert(spec.name, plan.samples(spec, options.limit)?);
+    let sets = sets(plan);
+    // The samples of each set: LongBench's from its files; RULER's are generated in each
+    // model's tokenizer once it is loaded, so only their ids are known here.
+    let mut samples: Vec<Vec<Sample>> = Vec::new();
+    for (_, kind) in &sets {
+        samples.push(match kind {
+            SetKind::LongBench(spec) => plan.samples(spec, options.limit)?,
+            SetKind::Ruler(..) => {
+                let ruler = plan.ruler.as_ref().expect("a RULER plan");
+                let mut ids = ruler.ids();
+                if let Some(n) = options.limit {
+                    ids.truncate(n);
+                }
+                ids.into_iter().map(|id| Sample::new(id, "", "")).collect()
+            }
+        });
     }
     let mut factory = StrategyFactory::default();
     for (mi, model_config) in plan.models.iter().enumerate() {
@@ -281,11 +310,10 @@ fn run_models(
         let range = first..first + count;
         let variants: Vec<&Variant> = plan.variants[range.clone()].iter().collect();
         let mut runtime: Option<(ModelRuntime, Vec<Box<dyn ContextStrategy>>)> = None;
-        for (spec, files) in plan.datasets.iter().zip(files.iter_mut()) {
+        for (((name, kind), files), samples) in sets.iter().zip(files.iter_mut()).zip(&samples) {
             if state.outcome != Outcome::Complete {
                 return Ok(());
             }
-            let samples = &samples[spec.name];
             let files = &mut files[range.clone()];
             let pending: usize = files.iter().map(|f| samples.iter().filter(|s| !f.done.contains(&s.id)).count()).sum();
             if pending > 0 {
@@ -293,6 +321,7 @@ fn run_models(
                     eprintln!("loading model `{}`", model_config.display_name());
                     let rt = load(model_config)?;
                     manifest.models[mi].describe = rt.backend.describe();
+                    manifest.models[mi].window = rt.native().map(longctx_backends::native::NativeBackend::window);
                     manifest.save(&state.run_dir)?;
                     let strategies = variants
                         .iter()
@@ -302,8 +331,38 @@ fn run_models(
                 }
                 let (rt, strategies) = runtime.as_ref().expect("loaded above");
                 let price = plan.experiment.pricing.price(&model_config.display_name());
-                let job = Job { spec, samples, variants: &variants, strategies, rt, price };
-                run_dataset(&job, files, state)?;
+                match *kind {
+                    SetKind::LongBench(spec) => {
+                        let job = Job {
+                            name,
+                            kind: JobKind::LongBench(spec),
+                            samples,
+                            variants: &variants,
+                            strategies,
+                            rt,
+                            price,
+                        };
+                        run_dataset(&job, files, state)?;
+                    }
+                    SetKind::Ruler(task, length) => {
+                        let ruler = plan.ruler.as_ref().expect("a RULER plan");
+                        let started = Instant::now();
+                        let mut generated =
+                            ruler.generate(task, length, rt).map_err(|e| Error::Invalid(format!("{name}: {e}")))?;
+                        generated.truncate(samples.len());
+                        eprintln!(
+                            "{:<12} {name}: {} samples generated in {:.1} s",
+                            model_config.display_name(),
+                            generated.len(),
+                            started.elapsed().as_secs_f64()
+                        );
+                        let (real, templates): (Vec<Sample>, Vec<String>) =
+                            generated.iter().map(|g| plan::ruler_sample(g, name)).unzip();
+                        let kind = JobKind::Ruler { task, generated: &generated, templates: &templates };
+                        let job = Job { name, kind, samples: &real, variants: &variants, strategies, rt, price };
+                        run_dataset(&job, files, state)?;
+                    }
+                }
             }
             let order: Vec<String> = samples.iter().map(|s| s.id.clone()).collect();
             for f in files {
@@ -364,9 +423,18 @@ fn prediction_line(
     v
 }
 
+/// How a job's samples become requests.
+enum JobKind<'a> {
+    /// The dataset's official template and generation settings.
+    LongBench(&'static DatasetSpec),
+    /// Generated RULER samples: per-sample templates and answer prefixes.
+    Ruler { task: &'static Task, generated: &'a [Generated], templates: &'a [String] },
+}
+
 /// What the workers of one dataset share.
 struct Job<'a> {
-    spec: &'static DatasetSpec,
+    name: &'a str,
+    kind: JobKind<'a>,
     samples: &'a [Sample],
     variants: &'a [&'a Variant],
     strategies: &'a [Box<dyn ContextStrategy>],
@@ -385,21 +453,52 @@ struct Progress {
 }
 
 impl Job<'_> {
+    /// The generation length of the job's requests.
+    fn max_new_tokens(&self) -> usize {
+        match &self.kind {
+            JobKind::LongBench(spec) => self.rt.request(spec, String::new()).max_new_tokens,
+            JobKind::Ruler { task, .. } => self.rt.ruler_request(task, String::new(), "").max_new_tokens,
+        }
+    }
+
     /// Fits, generates and formats one sample of one variant.
     fn process(&self, unit: &Unit) -> Done {
         let t0 = Instant::now();
         let sample = &self.samples[unit.sample];
         let variant = self.variants[unit.variant];
-        let result = plan::apply(self.strategies[unit.variant].as_ref(), self.spec, sample, self.rt)
-            .map_err(|e| error_chain(&e))
-            .and_then(|applied| {
-                let request = self.rt.request(self.spec, applied.prompt.clone());
-                self.rt
-                    .backend
-                    .generate(&request)
-                    .map(|c| prediction_line(sample, variant, &applied, &c, &self.price, t0.elapsed().as_secs_f64()))
-                    .map_err(|e| e.to_string())
-            });
+        let strategy = self.strategies[unit.variant].as_ref();
+        let prepared = match &self.kind {
+            JobKind::LongBench(spec) => plan::apply(strategy, spec, sample, self.rt).map(|applied| {
+                let request = self.rt.request(spec, applied.prompt.clone());
+                (applied, request)
+            }),
+            JobKind::Ruler { task, generated, templates } => {
+                plan::apply_ruler(strategy, sample, &templates[unit.sample], self.rt).map(|applied| {
+                    let prefix = &generated[unit.sample].answer_prefix;
+                    let request = self.rt.ruler_request(task, applied.prompt.clone(), prefix);
+                    (applied, request)
+                })
+            }
+        };
+        let result = prepared.map_err(|e| error_chain(&e)).and_then(|(applied, request)| {
+            self.rt
+                .backend
+                .generate(&request)
+                .map(|c| {
+                    let mut line =
+                        prediction_line(sample, variant, &applied, &c, &self.price, t0.elapsed().as_secs_f64());
+                    if let JobKind::Ruler { task, generated, .. } = &self.kind {
+                        let g = &generated[unit.sample];
+                        line["task"] = json!(task.name);
+                        line["target_length"] = json!(g.target_length);
+                        line["depth"] = json!(g.depth);
+                        line["haystack"] = json!(g.haystack);
+                        line["answer_prefix"] = json!(g.answer_prefix);
+                    }
+                    line
+                })
+                .map_err(|e| e.to_string())
+        });
         Done { variant: unit.variant, sample: unit.sample, estimate: unit.estimate, result }
     }
 
@@ -421,8 +520,8 @@ impl Job<'_> {
             Err(error) => {
                 p.failed += 1;
                 let name = &self.variants[done.variant].name;
-                let v = json!({"id": sample.id, "dataset": self.spec.name, "variant": name, "error": error});
-                p.bar.suspend(|| eprintln!("{name}/{} sample {}: {error}", self.spec.name, sample.id));
+                let v = json!({"id": sample.id, "dataset": self.name, "variant": name, "error": error});
+                p.bar.suspend(|| eprintln!("{name}/{} sample {}: {error}", self.name, sample.id));
                 f.write_failure(v)?;
             }
         }
@@ -437,11 +536,8 @@ impl Job<'_> {
 /// flight, and writes each as it finishes.
 fn run_dataset(job: &Job<'_>, files: &mut [DatasetFiles], state: &mut State<'_>) -> Result<()> {
     let model = &job.rt.config;
-    let estimate_generation = job.price.cost(
-        model.max_prompt_tokens as u64 + TEMPLATE_ALLOWANCE,
-        job.rt.request(job.spec, String::new()).max_new_tokens as u64,
-        0,
-    );
+    let estimate_generation =
+        job.price.cost(model.max_prompt_tokens as u64 + TEMPLATE_ALLOWANCE, job.max_new_tokens() as u64, 0);
     // (variant, sample) pairs not done yet, sample by sample.
     let mut units: Vec<(usize, usize)> = Vec::new();
     for (si, s) in job.samples.iter().enumerate() {
@@ -451,8 +547,7 @@ fn run_dataset(job: &Job<'_>, files: &mut [DatasetFiles], state: &mut State<'_>)
             }
         }
     }
-    let bar =
-        ProgressBar::new(units.len() as u64).with_prefix(format!("{:<12} {}", model.display_name(), job.spec.name));
+    let bar = ProgressBar::new(units.len() as u64).with_prefix(format!("{:<12} {}", model.display_name(), job.name));
     bar.set_style(
         ProgressStyle::with_template(
             "{prefix:.bold} [{elapsed_precise}] {wide_bar} {pos}/{len} ({per_sec}, ETA {eta}) {msg}",
@@ -522,7 +617,7 @@ fn run_dataset(job: &Job<'_>, files: &mut [DatasetFiles], state: &mut State<'_>)
     eprintln!(
         "{:<12} {:<22} {} of {} done in {:.1} s{}",
         model.display_name(),
-        job.spec.name,
+        job.name,
         progress.bar.position() - failed,
         units.len(),
         progress.started.elapsed().as_secs_f64(),
@@ -533,6 +628,20 @@ fn run_dataset(job: &Job<'_>, files: &mut [DatasetFiles], state: &mut State<'_>)
 
 /// Writes each variant's result.json (eval.py's) from the predictions on disk.
 fn score_variants(plan: &Plan, run_dir: &Path) -> Result<()> {
+    if let Some(ruler) = &plan.ruler {
+        for v in &plan.variants {
+            let dir = run_dir.join(&v.name);
+            if !dir.is_dir() {
+                continue;
+            }
+            match longctx_bench::ruler::score::score_dir(&dir, ruler.threshold) {
+                Ok(r) => fs_err::write(dir.join("result.json"), serde_json::to_string_pretty(&r.to_json())?)?,
+                Err(longctx_bench::Error::NoPredictionFiles { .. }) => {}
+                Err(e) => return Err(Error::from(e).in_file(&dir)),
+            }
+        }
+        return Ok(());
+    }
     let options = ScoreOptions { suite: plan.suite, metric: MetricOptions::default() };
     for v in &plan.variants {
         let dir = run_dir.join(&v.name);

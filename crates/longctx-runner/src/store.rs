@@ -54,6 +54,9 @@ pub struct ManifestModel {
     pub backend: String,
     /// What served it (`native:file.gguf`, `openai:model@url`); empty until it was loaded.
     pub describe: String,
+    /// The context window it claims (native models; after any RoPE scaling), once loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<usize>,
 }
 
 /// Totals over every prediction of the run.

@@ -67,6 +67,57 @@ pub(crate) enum Command {
     /// Benchmarks (throughput of the native runtime).
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// RULER's synthetic tasks (run them with `[benchmark] suite = "ruler"` in an experiment).
+    #[command(subcommand)]
+    Ruler(RulerCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum RulerCommand {
+    /// Generate samples of one RULER task at one length, fitted in a model's tokenizer and chat
+    /// template as `longctx run` fits them, and write them as JSONL (prompt, answers, depth,
+    /// token counts) to inspect.
+    Generate(RulerGenerateArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RulerGenerateArgs {
+    /// A model directory, GGUF file or hub id: its tokenizer and chat template count tokens.
+    #[arg(long, value_name = "M")]
+    pub(crate) tokenizer: PathBuf,
+    /// The task (niah_single_1 … niah_multiquery, vt, cwe, fwe, qa_1, qa_2).
+    #[arg(long, value_name = "T")]
+    pub(crate) task: String,
+    /// Target length in tokens: prompt + the task's tokens to generate.
+    #[arg(long, value_name = "N")]
+    pub(crate) length: usize,
+    /// Number of samples.
+    #[arg(long, value_name = "S", default_value_t = 1)]
+    pub(crate) samples: usize,
+    /// Seed of the generator.
+    #[arg(long, default_value_t = 42)]
+    pub(crate) seed: u64,
+    /// Needle depth in percent (single-needle tasks); default: random, as RULER.
+    #[arg(long, value_name = "D")]
+    pub(crate) depth: Option<f64>,
+    /// Where to write the JSONL.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) out: PathBuf,
+    /// Directory with wonderwords' nounlist.txt, adjectivelist.txt, verblist.txt.
+    #[arg(long, value_name = "DIR", default_value = "assets/wonderwords")]
+    pub(crate) words: PathBuf,
+    /// Paul Graham's essays as RULER's download script writes them (essay-haystack tasks).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) essay: Option<PathBuf>,
+    /// SQuAD v2 dev JSON (qa_1).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) squad: Option<PathBuf>,
+    /// HotpotQA dev JSON (qa_2).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) hotpotqa: Option<PathBuf>,
+    /// Count the prompt as raw text (RULER's `base` template), not through the chat template.
+    #[arg(long)]
+    pub(crate) no_chat_template: bool,
 }
 
 #[derive(Debug, Args)]

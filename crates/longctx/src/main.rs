@@ -36,6 +36,7 @@ fn main() -> ExitCode {
         cli::Command::Bench(cli::BenchCommand::Embed(args)) => commands::retrieval::bench_embed(&args),
         cli::Command::Bench(cli::BenchCommand::Train(args)) => commands::bench::train_bench(&args),
         cli::Command::Bench(cli::BenchCommand::Serve(args)) => commands::bench::serve_bench(&args),
+        cli::Command::Ruler(cli::RulerCommand::Generate(args)) => commands::ruler::generate(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -94,13 +94,6 @@ impl WordLists {
         Ok(Self { nouns: read(WORD_FILES[0])?, adjectives: read(WORD_FILES[1])?, verbs: read(WORD_FILES[2])? })
     }
 
-    /// niah's keys: every `adjective-noun`, sorted and without duplicates.
-    pub fn adjective_nouns(&self) -> Vec<String> {
-        let set: BTreeSet<String> =
-            self.adjectives.iter().flat_map(|a| self.nouns.iter().map(move |n| format!("{a}-{n}"))).collect();
-        set.into_iter().collect()
-    }
-
     /// cwe's words: nouns, adjectives and verbs, sorted and without duplicates.
     pub fn all_words(&self) -> Vec<String> {
         let set: BTreeSet<&String> = self.nouns.iter().chain(&self.adjectives).chain(&self.verbs).collect();

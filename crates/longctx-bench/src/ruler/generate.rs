@@ -90,8 +90,10 @@ pub struct Generator<'a> {
     count: &'a Counter<'a>,
     length: usize,
     seed: u64,
-    /// niah keys/values of kind `words`.
-    adjective_nouns: Vec<String>,
+    /// niah keys/values of kind `words`: an adjective and a noun (sorted, distinct) drawn
+    /// uniformly, which is a uniform draw from niah.py's sorted set of `adjective-noun`s.
+    adjectives: Vec<String>,
+    nouns: Vec<String>,
     /// cwe's words, shuffled once.
     cwe_words: Vec<String>,
     /// vt's in-context example (before randomization).
@@ -179,7 +181,8 @@ impl<'a> Generator<'a> {
             count,
             length,
             seed,
-            adjective_nouns: Vec::new(),
+            adjectives: Vec::new(),
+            nouns: Vec::new(),
             cwe_words: Vec::new(),
             vt_example: None,
             hint: AtomicUsize::new(0),
@@ -187,7 +190,11 @@ impl<'a> Generator<'a> {
         match task.kind {
             TaskKind::Niah { haystack, keys, values, .. } => {
                 if keys == Kind::Words || values == Kind::Words {
-                    g.adjective_nouns = data.words.as_ref().ok_or_else(|| missing("the word lists"))?.adjective_nouns();
+                    let w = data.words.as_ref().ok_or_else(|| missing("the word lists"))?;
+                    (g.adjectives, g.nouns) = (distinct(&w.adjectives), distinct(&w.nouns));
+                    if g.adjectives.is_empty() || g.nouns.is_empty() {
+                        return Err(missing("non-empty adjective and noun lists"));
+                    }
                 }
                 if haystack == Haystack::Essay && data.essay.as_ref().is_none_or(Vec::is_empty) {
                     return Err(missing("the essays"));
@@ -356,7 +363,10 @@ impl<'a> Generator<'a> {
     fn random_value(&self, rng: &mut ChaCha8Rng, kind: Kind) -> String {
         match kind {
             Kind::Numbers => rng.random_range(1_000_000..=9_999_999u32).to_string(),
-            Kind::Words => self.adjective_nouns[rng.random_range(0..self.adjective_nouns.len())].clone(),
+            Kind::Words => {
+                let a = &self.adjectives[rng.random_range(0..self.adjectives.len())];
+                format!("{a}-{}", self.nouns[rng.random_range(0..self.nouns.len())])
+            }
             Kind::Uuids => uuid4(rng),
         }
     }
@@ -582,6 +592,11 @@ impl<'a> Generator<'a> {
             outputs: vocab[1..4].to_vec(),
         })
     }
+}
+
+fn distinct(words: &[String]) -> Vec<String> {
+    let set: std::collections::BTreeSet<&String> = words.iter().collect();
+    set.into_iter().cloned().collect()
 }
 
 struct NiahSpec {

@@ -8,6 +8,7 @@ pub(crate) mod perplexity;
 pub(crate) mod prompt;
 pub(crate) mod report;
 pub(crate) mod retrieval;
+pub(crate) mod ruler;
 pub(crate) mod run;
 pub(crate) mod score;
 pub(crate) mod train;
