@@ -888,7 +888,7 @@ datasets = ["qasper"]
                 n += 1;
             }
         }
-        assert_eq!(n, 8);
+        assert_eq!(n, 10);
     }
 
     #[test]
