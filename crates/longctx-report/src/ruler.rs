@@ -15,9 +15,9 @@ use crate::Result;
 
 /// A length as RULER's README writes it (`4K`, `128K`, `1.5K`, `900`).
 pub fn length_label(n: usize) -> String {
-    if n >= 1024 && n % 1024 == 0 {
+    if n >= 1024 && n.is_multiple_of(1024) {
         format!("{}K", n / 1024)
-    } else if n >= 1000 && n % 1000 == 0 {
+    } else if n >= 1000 && n.is_multiple_of(1000) {
         format!("{}k", n / 1000)
     } else {
         n.to_string()

@@ -147,7 +147,7 @@ const LOWER: &[u8] = b"abcdefghijklmnopqrstuvwxyz";
 /// Riemann zeta for s > 1 (Euler–Maclaurin after 64 terms; scipy's `zeta` to ~1e-15).
 fn zeta(s: f64) -> f64 {
     let n = 64.0f64;
-    let mut sum: f64 = (1..64).map(|k| (k as f64).powf(-s)).sum();
+    let mut sum: f64 = (1..64).map(|k| f64::from(k).powf(-s)).sum();
     sum += n.powf(1.0 - s) / (s - 1.0) + 0.5 * n.powf(-s);
     // Bernoulli terms B2/2!, B4/4!, B6/6!.
     let t1 = s * n.powf(-s - 1.0) / 12.0;
@@ -394,15 +394,14 @@ impl<'a> Generator<'a> {
                 let words: Vec<&str> = essay.iter().cycle().take(n).map(String::as_str).collect();
                 let sents = sentences::split(words.join(" ").trim());
                 let len = sents.len();
-                let mut positions: Vec<usize> = match depth {
-                    Some(d) => vec![(len as f64 * d / 100.0) as usize],
-                    None => {
-                        let all = depths40();
-                        sample_indices(rng, all.len(), needles.len())
-                            .into_iter()
-                            .map(|i| (len as f64 * (f64::from(all[i]) / 100.0)) as usize)
-                            .collect()
-                    }
+                let mut positions: Vec<usize> = if let Some(d) = depth {
+                    vec![(len as f64 * d / 100.0) as usize]
+                } else {
+                    let all = depths40();
+                    sample_indices(rng, all.len(), needles.len())
+                        .into_iter()
+                        .map(|i| (len as f64 * (f64::from(all[i]) / 100.0)) as usize)
+                        .collect()
                 };
                 positions.sort_unstable();
                 let mut bounds = vec![0];
@@ -488,7 +487,7 @@ impl<'a> Generator<'a> {
         let num_v = (hops + 1).to_string();
         let fields = [("query", value.as_str()), ("num_v", num_v.as_str())];
         let (head, tail) = around_context(VT_TEMPLATE, &fields)?;
-        Ok(Built { head, context, tail, prefix: format(VT_PREFIX, &fields)?, outputs: names[..hops + 1].to_vec() })
+        Ok(Built { head, context, tail, prefix: format(VT_PREFIX, &fields)?, outputs: names[..=hops].to_vec() })
     }
 
     /// variable_tracking.py's in-context example: one chain with three-letter names and value
@@ -615,7 +614,8 @@ fn randomize_example(rng: &mut ChaCha8Rng, example: &str, hops: usize) -> String
         return String::new();
     }
     let words: Vec<&str> = example.split_whitespace().collect();
-    let targets: Vec<String> = words[words.len().saturating_sub(hops + 1)..].iter().map(|s| s.to_string()).collect();
+    let targets: Vec<String> =
+        words[words.len().saturating_sub(hops + 1)..].iter().map(std::string::ToString::to_string).collect();
     let mut out = example.to_string();
     for t in targets {
         let fresh = letters(rng, UPPER, t.chars().count());

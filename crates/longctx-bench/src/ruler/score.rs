@@ -242,7 +242,7 @@ mod tests {
     use super::*;
 
     fn line(pred: &str, answers: &[&str]) -> Line {
-        Line { pred: pred.into(), answers: answers.iter().map(|s| s.to_string()).collect(), depth: None }
+        Line { pred: pred.into(), answers: answers.iter().map(std::string::ToString::to_string).collect(), depth: None }
     }
 
     #[test]
