@@ -234,11 +234,7 @@ impl<'a> Generator<'a> {
     fn build(&self, index: usize, n: usize, depth: Option<f64>) -> Result<Built> {
         let mut rng = self.rng(index);
         match self.task.kind {
-            TaskKind::Niah { haystack, keys, values, num_keys, num_values, num_queries } => {
-                let spec =
-                    NiahSpec { haystack, keys, values, num_keys: num_keys.max(num_queries), num_values, num_queries };
-                self.niah(&mut rng, &spec, n, depth)
-            }
+            TaskKind::Niah { .. } => self.niah(&mut rng, n, depth),
             TaskKind::VariableTracking { chains, hops } => {
                 let (head_example, built) =
                     (self.vt_example.as_deref().unwrap_or(""), self.vt(&mut rng, n, chains, hops, false)?);
@@ -371,16 +367,23 @@ impl<'a> Generator<'a> {
         }
     }
 
-    fn niah(&self, rng: &mut ChaCha8Rng, s: &NiahSpec, n: usize, depth: Option<f64>) -> Result<Built> {
-        let kind_name = s.values.name();
-        let single = s.num_queries * s.num_values == 1;
+    fn niah(&self, rng: &mut ChaCha8Rng, n: usize, depth: Option<f64>) -> Result<Built> {
+        let TaskKind::Niah { haystack, keys: key_kind, values: value_kind, num_keys, num_values, num_queries } =
+            self.task.kind
+        else {
+            unreachable!("niah tasks only")
+        };
+        // niah.py raises num_needle_k to num_needle_q.
+        let num_keys = num_keys.max(num_queries);
+        let kind_name = value_kind.name();
+        let single = num_queries * num_values == 1;
         let type_v = if single { &kind_name[..kind_name.len() - 1] } else { kind_name };
         let (mut keys, mut values, mut needles) = (Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..s.num_keys {
-            let key = self.random_value(rng, s.keys);
+        for _ in 0..num_keys {
+            let key = self.random_value(rng, key_kind);
             let mut vs = Vec::new();
-            for _ in 0..s.num_values {
-                let v = self.random_value(rng, s.values);
+            for _ in 0..num_values {
+                let v = self.random_value(rng, value_kind);
                 needles.push(format(NEEDLE, &[("type_needle_v", kind_name), ("key", &key), ("value", &v)])?);
                 vs.push(v);
             }
@@ -388,7 +391,7 @@ impl<'a> Generator<'a> {
             values.push(vs);
         }
         needles.shuffle(rng);
-        let context = match s.haystack {
+        let context = match haystack {
             Haystack::Essay => {
                 let essay = self.data.essay.as_deref().expect("checked in new");
                 let words: Vec<&str> = essay.iter().cycle().take(n).map(String::as_str).collect();
@@ -417,12 +420,12 @@ impl<'a> Generator<'a> {
                 pieces.join(" ")
             }
             Haystack::Noise | Haystack::Needle => {
-                let mut sentences: Vec<String> = if s.haystack == Haystack::Noise {
+                let mut sentences: Vec<String> = if haystack == Haystack::Noise {
                     vec![NOISE.to_string(); n]
                 } else {
                     (0..n)
                         .map(|_| {
-                            let (k, v) = (self.random_value(rng, s.keys), self.random_value(rng, s.values));
+                            let (k, v) = (self.random_value(rng, key_kind), self.random_value(rng, value_kind));
                             format(NEEDLE, &[("type_needle_v", kind_name), ("key", &k), ("value", &v)])
                         })
                         .collect::<Result<_>>()?
@@ -438,7 +441,7 @@ impl<'a> Generator<'a> {
                 sentences.join("\n")
             }
         };
-        let indices = sample_indices(rng, s.num_keys, s.num_queries);
+        let indices = sample_indices(rng, num_keys, num_queries);
         let queries: Vec<&str> = indices.iter().map(|&i| keys[i].as_str()).collect();
         let outputs: Vec<String> = indices.iter().flat_map(|&i| values[i].iter().cloned()).collect();
         let query = match queries.split_last() {
@@ -596,15 +599,6 @@ impl<'a> Generator<'a> {
 fn distinct(words: &[String]) -> Vec<String> {
     let set: std::collections::BTreeSet<&String> = words.iter().collect();
     set.into_iter().cloned().collect()
-}
-
-struct NiahSpec {
-    haystack: Haystack,
-    keys: Kind,
-    values: Kind,
-    num_keys: usize,
-    num_values: usize,
-    num_queries: usize,
 }
 
 /// variable_tracking.py's `randomize_icl`: the example's variable names (its last `hops + 1`
