@@ -1,24 +1,26 @@
-"""Helpers shared by the oracle scripts of crates/longctx-context (imported from this directory
-when a script runs as `python tools/oracles/<script>.py`)."""
+"""Helpers shared by the oracle scripts (imported from this directory when a script runs as
+`python tools/oracles/<script>.py`). Standard library only at import time: numpy and torch
+are imported by the helpers that need them."""
 import json
 import os
-
-import numpy as np
 
 
 def floats(v):
     """Float32 values as Python floats (shortest repr that round-trips the float32)."""
+    import numpy as np
+
     return [float(x) for x in np.asarray(v, dtype=np.float32)]
 
 
-def write_fixture(path, head, lists, root):
+def write_fixture(path, head, lists, root, ensure_ascii=False):
     """Writes `head` plus each `(key, rows)` list as JSON, one list element per line, so that
-    the fixture diffs readably; prints what it wrote relative to `root`."""
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(json.dumps(head, ensure_ascii=False)[:-1])
+    the fixture diffs readably (`ensure_ascii` escapes non-ASCII text, for fixtures whose
+    strings exercise Unicode edge cases); prints what it wrote relative to `root`."""
+    with open(path, "w", encoding="utf-8", newline="\n") as f:
+        f.write(json.dumps(head, ensure_ascii=ensure_ascii)[:-1])
         for key, rows in lists:
             f.write(f', "{key}": [\n')
-            f.write(",\n".join(json.dumps(r, ensure_ascii=False) for r in rows))
+            f.write(",\n".join(json.dumps(r, ensure_ascii=ensure_ascii) for r in rows))
             f.write("\n]")
         f.write("}\n")
     print(f"wrote {os.path.relpath(path, root)} ({os.path.getsize(path)} bytes, "

@@ -55,6 +55,8 @@ import random
 from fractions import Fraction
 from pathlib import Path
 
+from fixture_io import write_fixture
+
 SEED = "ruler-oracle-v1"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_OUT = REPO_ROOT / "tests" / "fixtures" / "oracles" / "ruler_scoring.json"
@@ -697,16 +699,6 @@ def lower_table():
     return out
 
 
-def write_fixture(path, head, lists):
-    with open(path, "w", encoding="utf-8", newline="\n") as f:
-        f.write(json.dumps(head, ensure_ascii=True)[:-1])
-        for key, rows in lists:
-            f.write(f', "{key}": [\n')
-            f.write(",\n".join(json.dumps(r, ensure_ascii=True) for r in rows))
-            f.write("\n]")
-        f.write("}\n")
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--ruler-dir", required=True, type=Path,
@@ -862,10 +854,9 @@ def main():
         "lower": lower_table(),
     }
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    write_fixture(a.out, head, [("lines", lines), ("groups", groups)])
+    write_fixture(a.out, head, [("lines", lines), ("groups", groups)], REPO_ROOT, ensure_ascii=True)
     size = a.out.stat().st_size
-    print(f"wrote {a.out} ({size} bytes, {len(lines)} lines, {len(groups)} groups, "
-          f"{len(notes)} group notes, ruler commit {commit})")
+    print(f"({len(notes)} group notes, ruler commit {commit})")
     assert size < 300_000, size
 
 

@@ -823,6 +823,109 @@ side = "end"
         assert_eq!((s.status.as_str(), s.totals.samples), ("complete", 8));
     }
 
+    /// A RULER reader that repeats what it was given: all of the user turn when the prompt
+    /// is under `short` characters, otherwise only its first fifth (so needles deeper than
+    /// that are "lost in the middle").
+    struct Echo {
+        short: usize,
+        calls: AtomicUsize,
+    }
+
+    impl Backend for Echo {
+        fn describe(&self) -> String {
+            "echo".into()
+        }
+        fn generate(&self, request: &GenerationRequest) -> Result<Completion, BackendError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let PromptInput::Chat(m) = &request.prompt else { panic!("RULER prompts are chats") };
+            assert_eq!((m.len(), m[1].role.as_str()), (2, "assistant"), "the answer prefix starts the assistant's turn");
+            let user = &m[0].content;
+            let text = if user.len() < self.short {
+                user.clone()
+            } else {
+                user.chars().take(user.chars().count() / 5).collect()
+            };
+            Ok(Completion {
+                text,
+                prompt_tokens: user.len() as u64,
+                completion_tokens: 1,
+                latency_s: 0.0,
+                finish_reason: FinishReason::Stop,
+                usage: Usage::default(),
+            })
+        }
+    }
+
+    fn ruler_plan(out: &Path) -> Plan {
+        let text = format!(
+            r#"
+name = "r"
+output_dir = "{}"
+[model]
+name = "echo"
+backend = "openai"
+base_url = "http://127.0.0.1:9"
+model = "echo"
+tokenizer = "unused"
+max_prompt_tokens = 8192
+[benchmark]
+suite = "ruler"
+lengths = [4096, 8192]
+samples = 5
+depths = 5
+tasks = ["niah_single_1", "niah_multikey_2", "vt", "fwe"]
+words = "{}"
+[[strategy]]
+kind = "full"
+"#,
+            out.display(),
+            root().join("tests/data/ruler/words").display()
+        );
+        Plan::parse(text).unwrap()
+    }
+
+    #[test]
+    fn a_ruler_run_scores_lengths_and_depths_and_resumes_without_new_calls() {
+        let out = tempfile::tempdir().unwrap();
+        let plan = ruler_plan(out.path());
+        // The tiny tokenizer spends about 1.3 characters per token: 4K-token prompts are
+        // about 5,000 characters, 8K ones about 10,000.
+        let backend = Arc::new(Echo { short: 6000, calls: AtomicUsize::new(0) });
+        let dyn_backend: Arc<dyn Backend> = backend.clone();
+        let mut load = |c: &ModelConfig| {
+            let tokenizer = HfTokenizer::from_file(&root().join("tests/fixtures/tiny/tokenizer.json")).unwrap();
+            // A ChatML-like template, as SmolLM2's (the answer prefix continues the last turn).
+            let template = longctx_models::chat_template::ChatTemplate::new(
+                "{% for m in messages %}<|{{ m.role }}|>\n{{ m.content }}{% if not loop.last %}\n{% endif %}{% endfor %}",
+                "",
+                "",
+            )
+            .unwrap();
+            Ok(ModelRuntime::with_backend(c, Arc::clone(&dyn_backend), tokenizer, Some(template)))
+        };
+        let s = run_with(&plan, &RunOptions::default(), &AtomicBool::new(false), &mut load).unwrap();
+        assert_eq!((s.status.as_str(), s.written), ("complete", 40));
+        assert_eq!(backend.calls.load(Ordering::SeqCst), 40);
+        let dir = out.path().join("r/full");
+        let line = &crate::store::read_lines(&dir.join("niah_single_1-8192.jsonl")).unwrap()[4];
+        assert_eq!((line["task"].as_str(), line["target_length"].as_u64(), line["depth"].as_f64()), (Some("niah_single_1"), Some(8192), Some(100.0)));
+        assert!(line["length"].as_u64().unwrap() <= 8192 && line["fitted_tokens"].as_u64().unwrap() + 128 <= 8192, "{line}");
+        let result: Value = serde_json::from_str(&fs_err::read_to_string(dir.join("result.json")).unwrap()).unwrap();
+        assert_eq!(result["suite"], "ruler");
+        assert_eq!(result["average"]["4096"], 100.0, "{result}");
+        assert!(result["average"]["8192"].as_f64().unwrap() < 85.6, "{result}");
+        assert_eq!(result["effective_length"], 4096, "{result}");
+        let depth = |d: f64, l: u64| {
+            result["depth"].as_array().unwrap().iter().find(|c| c["depth"] == d && c["length"] == l).unwrap()["score"].as_f64().unwrap()
+        };
+        assert_eq!((depth(0.0, 4096), depth(100.0, 4096)), (100.0, 100.0));
+        assert_eq!((depth(0.0, 8192), depth(100.0, 8192)), (100.0, 0.0));
+        // A second session finds every sample done and asks the backend nothing.
+        let s = run_with(&plan, &RunOptions::default(), &AtomicBool::new(false), &mut load).unwrap();
+        assert_eq!((s.status.as_str(), s.written), ("complete", 0));
+        assert_eq!(backend.calls.load(Ordering::SeqCst), 40);
+    }
+
     #[test]
     fn a_changed_configuration_is_refused_and_force_runs_beside_it() {
         let out = tempfile::tempdir().unwrap();
