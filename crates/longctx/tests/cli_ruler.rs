@@ -44,10 +44,10 @@ output_dir = "{out}"
 name = "smollm2"
 backend = "native"
 path = "{gguf}"
-max_prompt_tokens = 2048
+max_prompt_tokens = 1024
 [benchmark]
 suite = "ruler"
-lengths = [2048, 1024]
+lengths = [1024, 768]
 samples = 2
 depths = 2
 tasks = ["niah_single_1", "vt"]
@@ -65,7 +65,7 @@ kind = "full"
     assert!(out.status.success(), "{stderr}");
     let run = dir.path().join("runs/ruler-e2e");
     for task in ["niah_single_1", "vt"] {
-        for length in [1024, 2048] {
+        for length in [768, 1024] {
             let lines = json_lines(&run.join(format!("full/{task}-{length}.jsonl")));
             assert_eq!(lines.len(), 2, "{task}-{length}");
             for (i, l) in lines.iter().enumerate() {
@@ -82,15 +82,15 @@ kind = "full"
         }
     }
     let result: Value = serde_json::from_str(&fs_err::read_to_string(run.join("full/result.json")).unwrap()).unwrap();
-    assert_eq!(result["lengths"], serde_json::json!([1024, 2048]));
-    for l in ["1024", "2048"] {
+    assert_eq!(result["lengths"], serde_json::json!([768, 1024]));
+    for l in ["768", "1024"] {
         let avg = result["average"][l].as_f64().unwrap();
         assert!((0.0..=100.0).contains(&avg), "{result}");
     }
     assert_eq!(result["depth"].as_array().unwrap().len(), 4, "{result}");
     // The report (written by the run) has the three views.
     let md = fs_err::read_to_string(run.join("report/report.md")).unwrap();
-    assert!(md.contains("| Variant | Claimed length | Effective length | 1K | 2K | Avg. | wAvg. (inc) | wAvg. (dec) |"), "{md}");
+    assert!(md.contains("| Variant | Claimed length | Effective length | 768 | 1K | Avg. | wAvg. (inc) | wAvg. (dec) |"), "{md}");
     assert!(md.contains("| full | 8K |"), "{md}");
     assert!(md.contains("full: task × length") && md.contains("| niah_single_1 |"), "{md}");
     assert!(md.contains("full: needle depth × length") && md.contains("| 100 % |"), "{md}");

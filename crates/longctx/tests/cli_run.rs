@@ -44,7 +44,7 @@ fn experiment(dir: &Path, name: &str, model: &str, extra: &str) -> PathBuf {
 name = "{name}"
 output_dir = "{out}"
 {model}
-max_prompt_tokens = 400
+max_prompt_tokens = 250
 max_new_tokens = 8
 {extra}
 
@@ -304,7 +304,7 @@ fn a_budget_stops_a_priced_run_resumably() {
     let _serial = one_at_a_time();
     let (_server, port) = serve(&[]);
     let dir = tempfile::tempdir().unwrap();
-    // About 400 prompt tokens at $1000 per million: $0.4 or so per sample.
+    // About 250 prompt tokens at $1000 per million: $0.25 or so per sample.
     let pricing = "[pricing]\nbudget_usd = 1.5\nprices.smollm2 = { input = 1000.0, output = 2000.0 }";
     let exp = experiment(dir.path(), "priced", &http_model(port, "concurrency = 2"), "");
     let text = fs_err::read_to_string(&exp).unwrap() + "\n" + pricing + "\n";
