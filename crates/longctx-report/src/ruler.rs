@@ -107,65 +107,9 @@ pub fn build(run_dir: &Path, manifest: &Manifest) -> Result<Report> {
         });
     }
     for (name, _, r) in &results {
-        let mut header = vec!["Task".to_string()];
-        header.extend(r.lengths.iter().map(|&l| length_label(l)));
-        let mut rows: Vec<Vec<String>> = r
-            .tasks
-            .iter()
-            .map(|t| {
-                let mut row = vec![t.clone()];
-                row.extend(r.lengths.iter().map(|l| {
-                    r.scores.get(t).and_then(|m| m.get(l)).map_or_else(|| MISSING.into(), |s| format!("{:.2}", s.score))
-                }));
-                row
-            })
-            .collect();
-        let mut avg = vec!["average".to_string()];
-        avg.extend(r.average.iter().map(|a| a.map_or_else(|| MISSING.into(), |a| format!("{a:.2}"))));
-        rows.push(avg);
-        sections.push(Section {
-            id: "ruler-tasks",
-            title: format!("{name}: task × length"),
-            text: "RULER's score of each task at each length (string_match_all; qa: string_match_part).".into(),
-            table: Table { header, rows, label_columns: 1 },
-        });
-        if r.depth.is_empty() {
-            continue;
-        }
-        let mut depths: Vec<f64> = r.depth.iter().map(|c| c.depth).collect();
-        depths.sort_by(f64::total_cmp);
-        depths.dedup();
-        let cell = |d: f64, l: usize| r.depth.iter().find(|c| c.depth == d && c.length == l);
-        let mut header = vec!["Depth".to_string()];
-        header.extend(r.lengths.iter().map(|&l| length_label(l)));
-        let rows = depths
-            .iter()
-            .map(|&d| {
-                let mut row = vec![format!("{d:.0} %")];
-                row.extend(
-                    r.lengths
-                        .iter()
-                        .map(|&l| cell(d, l).map_or_else(|| MISSING.into(), |c| format!("{:.1} ({})", c.score, c.n))),
-                );
-                row
-            })
-            .collect();
-        sections.push(Section {
-            id: "ruler-depth",
-            title: format!("{name}: needle depth × length"),
-            text: "Single-needle tasks (niah_single_*) pooled: the share of needles retrieved (0–100) by where the needle sits in the context and by length; samples per cell in parentheses.".into(),
-            table: Table { header, rows, label_columns: 1 },
-        });
-        plots.push(heatmap(
-            &format!("depth-{name}"),
-            &format!("{name}: needle retrieval by depth and length"),
-            "length (tokens)",
-            "needle depth",
-            r.lengths.iter().map(|&l| length_label(l)).collect(),
-            depths.iter().map(|d| format!("{d:.0}%")).collect(),
-            depths.iter().map(|&d| r.lengths.iter().map(|&l| cell(d, l).map(|c| c.score)).collect()).collect(),
-            (0.0, 100.0),
-        ));
+        let (views, heatmap) = variant_views(name, r);
+        sections.extend(views);
+        plots.extend(heatmap);
     }
     let t = &manifest.totals;
     let header = vec![
@@ -200,6 +144,71 @@ pub fn build(run_dir: &Path, manifest: &Manifest) -> Result<Report> {
         plots_after: 1,
         notes: Vec::new(),
     })
+}
+
+/// One variant's task × length table and, when it swept needle depths, its depth × length
+/// table and heatmap.
+fn variant_views(name: &str, r: &RulerResult) -> (Vec<Section>, Option<Plot>) {
+    let mut header = vec!["Task".to_string()];
+    header.extend(r.lengths.iter().map(|&l| length_label(l)));
+    let mut rows: Vec<Vec<String>> = r
+        .tasks
+        .iter()
+        .map(|t| {
+            let mut row = vec![t.clone()];
+            row.extend(r.lengths.iter().map(|l| {
+                r.scores.get(t).and_then(|m| m.get(l)).map_or_else(|| MISSING.into(), |s| format!("{:.2}", s.score))
+            }));
+            row
+        })
+        .collect();
+    let mut avg = vec!["average".to_string()];
+    avg.extend(r.average.iter().map(|a| a.map_or_else(|| MISSING.into(), |a| format!("{a:.2}"))));
+    rows.push(avg);
+    let mut sections = vec![Section {
+        id: "ruler-tasks",
+        title: format!("{name}: task × length"),
+        text: "RULER's score of each task at each length (string_match_all; qa: string_match_part).".into(),
+        table: Table { header, rows, label_columns: 1 },
+    }];
+    if r.depth.is_empty() {
+        return (sections, None);
+    }
+    let mut depths: Vec<f64> = r.depth.iter().map(|c| c.depth).collect();
+    depths.sort_by(f64::total_cmp);
+    depths.dedup();
+    let cell = |d: f64, l: usize| r.depth.iter().find(|c| c.depth == d && c.length == l);
+    let mut header = vec!["Depth".to_string()];
+    header.extend(r.lengths.iter().map(|&l| length_label(l)));
+    let rows = depths
+        .iter()
+        .map(|&d| {
+            let mut row = vec![format!("{d:.0} %")];
+            row.extend(
+                r.lengths
+                    .iter()
+                    .map(|&l| cell(d, l).map_or_else(|| MISSING.into(), |c| format!("{:.1} ({})", c.score, c.n))),
+            );
+            row
+        })
+        .collect();
+    sections.push(Section {
+        id: "ruler-depth",
+        title: format!("{name}: needle depth × length"),
+        text: "Single-needle tasks (niah_single_*) pooled: the share of needles retrieved (0–100) by where the needle sits in the context and by length; samples per cell in parentheses.".into(),
+        table: Table { header, rows, label_columns: 1 },
+    });
+    let plot = heatmap(
+        &format!("depth-{name}"),
+        &format!("{name}: needle retrieval by depth and length"),
+        "length (tokens)",
+        "needle depth",
+        r.lengths.iter().map(|&l| length_label(l)).collect(),
+        depths.iter().map(|d| format!("{d:.0}%")).collect(),
+        depths.iter().map(|&d| r.lengths.iter().map(|&l| cell(d, l).map(|c| c.score)).collect()).collect(),
+        (0.0, 100.0),
+    );
+    (sections, Some(plot))
 }
 
 #[cfg(test)]

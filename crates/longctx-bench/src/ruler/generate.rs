@@ -133,7 +133,11 @@ fn uuid4(rng: &mut ChaCha8Rng) -> String {
     let mut b: [u8; 16] = rng.random();
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    let h = b.iter().fold(String::with_capacity(32), |mut h, x| {
+        use std::fmt::Write;
+        let _ = write!(h, "{x:02x}");
+        h
+    });
     format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
 }
 
@@ -220,12 +224,11 @@ impl<'a> Generator<'a> {
     /// The smallest haystack a sample can have.
     fn min_units(&self) -> usize {
         match self.task.kind {
-            TaskKind::Niah { haystack: Haystack::Essay, .. } => 1,
+            TaskKind::Niah { haystack: Haystack::Essay, .. } | TaskKind::Qa(QaDataset::Squad) => 1,
             TaskKind::Niah { num_keys, num_values, num_queries, .. } => num_keys.max(num_queries) * num_values,
             TaskKind::VariableTracking { chains, hops } => chains * (hops + 1),
             TaskKind::CommonWords { num_common, .. } => num_common,
             TaskKind::FreqWords { alpha } => (4f64.powf(alpha) * zeta(alpha)).ceil() as usize,
-            TaskKind::Qa(QaDataset::Squad) => 1,
             TaskKind::Qa(QaDataset::HotpotQa) => 10,
         }
     }
@@ -237,7 +240,7 @@ impl<'a> Generator<'a> {
             TaskKind::Niah { .. } => self.niah(&mut rng, n, depth),
             TaskKind::VariableTracking { chains, hops } => {
                 let (head_example, built) =
-                    (self.vt_example.as_deref().unwrap_or(""), self.vt(&mut rng, n, chains, hops, false)?);
+                    (self.vt_example.as_deref().unwrap_or(""), Self::vt(&mut rng, n, chains, hops, false)?);
                 let example = randomize_example(&mut rng, head_example, hops);
                 Ok(Built { head: format!("{example}\n{}", built.head), ..built })
             }
@@ -459,7 +462,7 @@ impl<'a> Generator<'a> {
         Ok(Built { head, context, tail, prefix: format(&prefix, &fields)?, outputs })
     }
 
-    fn vt(&self, rng: &mut ChaCha8Rng, n: usize, chains: usize, hops: usize, example: bool) -> Result<Built> {
+    fn vt(rng: &mut ChaCha8Rng, n: usize, chains: usize, hops: usize, example: bool) -> Result<Built> {
         let k = if example { 3 } else { 5 };
         let mut names: Vec<String> = Vec::new();
         while names.len() < chains * (hops + 1) {
@@ -499,7 +502,7 @@ impl<'a> Generator<'a> {
         let TaskKind::VariableTracking { chains, hops } = self.task.kind else { unreachable!("vt only") };
         let rng = ChaCha8Rng::seed_from_u64(mix(self.seed, &[name_hash("vt-example")]));
         let text = |rng: &mut ChaCha8Rng, n: usize| -> Result<String> {
-            let b = self.vt(rng, n, chains, hops, true)?;
+            let b = Self::vt(rng, n, chains, hops, true)?;
             Ok(format!("{}{} {}\n", b.user(), b.prefix, b.outputs.join(" ")))
         };
         let mut n = chains * (hops + 1);

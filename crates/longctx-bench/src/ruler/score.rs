@@ -279,7 +279,7 @@ mod tests {
         assert_eq!(r.wavg_inc, Some((100.0 + 2.0 * 50.0) / 6.0));
         assert_eq!(r.wavg_dec, Some((3.0 * 100.0 + 2.0 * 50.0) / 6.0));
         assert_eq!(aggregate(&g, 40.0).unwrap().effective_length, Some(2048));
-        assert_eq!(file_key("niah_multikey_3-131072.jsonl"), Some(("niah_multikey_3".into(), 131072)));
+        assert_eq!(file_key("niah_multikey_3-131072.jsonl"), Some(("niah_multikey_3".into(), 131_072)));
         assert_eq!(file_key("qasper.jsonl"), None);
     }
 }
