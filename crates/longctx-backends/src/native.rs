@@ -52,6 +52,27 @@ impl Dtype {
     }
 }
 
+/// The element type of the KV cache, as the command line and experiment files name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum KvCacheType {
+    /// 32-bit floats (the parity default for f32 models).
+    F32,
+    /// 16-bit floats: half the memory; attention widens them to f32 as it reads them.
+    F16,
+}
+
+impl KvCacheType {
+    /// The candle dtype.
+    pub fn candle(self) -> DType {
+        match self {
+            Self::F32 => DType::F32,
+            Self::F16 => DType::F16,
+        }
+    }
+}
+
 /// How to load and run a native model.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NativeOptions {
@@ -66,11 +87,20 @@ pub struct NativeOptions {
     pub prefill_chunk: usize,
     /// A LoRA adapter directory in PEFT's format, applied on top of the weights.
     pub adapter: Option<PathBuf>,
+    /// The KV cache's element type (default: the model's activation dtype; f32 for GGUF).
+    pub kv_cache: Option<KvCacheType>,
 }
 
 impl Default for NativeOptions {
     fn default() -> Self {
-        Self { dtype: DType::F32, rope_scaling: None, context_window: None, prefill_chunk: 512, adapter: None }
+        Self {
+            dtype: DType::F32,
+            rope_scaling: None,
+            context_window: None,
+            prefill_chunk: 512,
+            adapter: None,
+            kv_cache: None,
+        }
     }
 }
 
@@ -83,6 +113,7 @@ pub fn load_model(path: &Path, options: &NativeOptions, device: &Device) -> Resu
             .map_err(|e| Error::Load(format!("adapter {}: {e}", dir.display())))?;
         adapter.apply(&mut loaded.model).map_err(|e| Error::Load(format!("adapter {}: {e}", dir.display())))?;
     }
+    loaded.model.set_kv_cache_dtype(options.kv_cache.map(KvCacheType::candle));
     Ok(loaded)
 }
 

@@ -54,9 +54,10 @@ impl CustomOp1 for CausalSoftmax {
     }
 }
 
-/// Attention of one new token per sequence over the cached keys and values, all in f32:
-/// `q` `[b, kvh, rep, d]` (the `rep` query heads sharing each key/value head), `k` and `v`
-/// `[b, kvh, n, d]` (views of the cache: any strides with unit stride on `d`). Each key and
+/// Attention of one new token per sequence over the cached keys and values: `q` f32
+/// `[b, kvh, rep, d]` (the `rep` query heads sharing each key/value head), `k` and `v`
+/// `[b, kvh, n, d]` in f32 or f16 (views of the cache: any strides with unit stride on `d`;
+/// f16 rows are widened to f32 as they are read, scores and sums stay f32). Each key and
 /// value row is read once for all the query heads of its group.
 pub(crate) struct DecodeAttention {
     pub(crate) scale: f32,
@@ -64,16 +65,51 @@ pub(crate) struct DecodeAttention {
 
 /// `Σ a·b` with eight partial sums (vectorised by the compiler).
 #[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+fn dot<T: CacheElem>(a: &[f32], b: &[T]) -> f32 {
     let mut acc = [0f32; 8];
     let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ac.remainder().iter().zip(bc.remainder()).map(|(x, y)| x * y).sum();
+    let tail: f32 = ac.remainder().iter().zip(bc.remainder()).map(|(x, y)| x * y.f32()).sum();
     for (x, y) in ac.zip(bc) {
         for l in 0..8 {
-            acc[l] += x[l] * y[l];
+            acc[l] += x[l] * y[l].f32();
         }
     }
     acc.iter().sum::<f32>() + tail
+}
+
+/// An element of the KV cache as the decoding kernel reads it.
+pub(crate) trait CacheElem: Copy + Send + Sync {
+    fn f32(self) -> f32;
+    /// Eight consecutive elements at `p`, widened to f32.
+    ///
+    /// # Safety
+    /// `p..p + 8` must be readable, and the CPU must have AVX (and F16C for f16).
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256;
+}
+
+impl CacheElem for f32 {
+    #[inline(always)]
+    fn f32(self) -> f32 {
+        self
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256 {
+        std::arch::x86_64::_mm256_loadu_ps(p)
+    }
+}
+
+impl CacheElem for half::f16 {
+    #[inline(always)]
+    fn f32(self) -> f32 {
+        self.to_f32()
+    }
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn load8(p: *const Self) -> std::arch::x86_64::__m256 {
+        std::arch::x86_64::_mm256_cvtph_ps(std::arch::x86_64::_mm_loadu_si128(p.cast()))
+    }
 }
 
 fn f32_data<'a>(s: &'a CpuStorage, what: &str) -> candle_core::Result<&'a [f32]> {
@@ -97,7 +133,25 @@ impl CustomOp3 for DecodeAttention {
         vs: &CpuStorage,
         vl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (q, k, v) = (f32_data(qs, "q")?, f32_data(ks, "k")?, f32_data(vs, "v")?);
+        let q = f32_data(qs, "q")?;
+        match (ks, vs) {
+            (CpuStorage::F32(k), CpuStorage::F32(v)) => self.run(q, ql, k, kl, v, vl),
+            (CpuStorage::F16(k), CpuStorage::F16(v)) => self.run(q, ql, k, kl, v, vl),
+            _ => candle_core::bail!("decode attention: keys and values must both be f32 or both f16"),
+        }
+    }
+}
+
+impl DecodeAttention {
+    fn run<T: CacheElem>(
+        &self,
+        q: &[f32],
+        ql: &Layout,
+        k: &[T],
+        kl: &Layout,
+        v: &[T],
+        vl: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let [b, kvh, rep, d] = *ql.shape().dims() else { candle_core::bail!("decode attention: q is not 4-d") };
         let [_, _, n, _] = *kl.shape().dims() else { candle_core::bail!("decode attention: k is not 4-d") };
         let Some((q0, _)) = ql.contiguous_offsets() else { candle_core::bail!("decode attention: q not contiguous") };
@@ -108,7 +162,7 @@ impl CustomOp3 for DecodeAttention {
         }
         let mut out = vec![0f32; b * kvh * rep * d];
         #[cfg(target_arch = "x86_64")]
-        let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+        let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c");
         #[cfg(not(target_arch = "x86_64"))]
         let avx2 = false;
         out.par_chunks_mut(rep * d).enumerate().for_each(|(g, out_g)| {
@@ -125,7 +179,7 @@ impl CustomOp3 for DecodeAttention {
             };
             #[cfg(target_arch = "x86_64")]
             if avx2 {
-                // SAFETY: the CPU has AVX2 and FMA (checked above).
+                // SAFETY: the CPU has AVX2, FMA and F16C (checked above).
                 unsafe { group.attend_avx2(out_g) };
                 return;
             }
@@ -137,24 +191,24 @@ impl CustomOp3 for DecodeAttention {
 }
 
 /// One key/value head's share of [`DecodeAttention`].
-struct Group<'a> {
+struct Group<'a, T> {
     /// `rep` query rows of `d`.
     q: &'a [f32],
     /// `n` key rows of `d`.
-    k: &'a [f32],
+    k: &'a [T],
     /// `n` value rows of `d`.
-    v: &'a [f32],
+    v: &'a [T],
     rep: usize,
     d: usize,
     scale: f32,
 }
 
-impl Group<'_> {
+impl<T: CacheElem> Group<'_, T> {
     /// [`Group::attend`] with AVX2 + FMA kernels: scores for eight keys at a time (one
     /// horizontal reduction per eight keys), and the weighted sum of values kept in registers
     /// for head sizes 64 and 128.
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn attend_avx2(&self, out: &mut [f32]) {
         use std::arch::x86_64::{
             _mm256_add_ps, _mm256_fmadd_ps, _mm256_hadd_ps, _mm256_loadu_ps, _mm256_mul_ps, _mm256_permute2f128_ps,
@@ -176,7 +230,7 @@ impl Group<'_> {
                 for t in (0..d).step_by(8) {
                     let qv = _mm256_loadu_ps(qp.add(t));
                     for (u, a) in acc.iter_mut().enumerate() {
-                        *a = _mm256_fmadd_ps(_mm256_loadu_ps(kp.add((jb * 8 + u) * d + t)), qv, *a);
+                        *a = _mm256_fmadd_ps(T::load8(kp.add((jb * 8 + u) * d + t)), qv, *a);
                     }
                 }
                 let s01 = _mm256_hadd_ps(acc[0], acc[1]);
@@ -204,14 +258,14 @@ impl Group<'_> {
             let p = &scores[r * n..(r + 1) * n];
             let o = out.as_mut_ptr().add(r * d);
             match d {
-                64 => weighted_sum::<8>(p, vp, o),
-                128 => weighted_sum::<16>(p, vp, o),
+                64 => weighted_sum::<T, 8>(p, vp, o),
+                128 => weighted_sum::<T, 16>(p, vp, o),
                 _ => {
-                    for (j, vj) in self.v.chunks_exact(d).enumerate() {
-                        let pj = _mm256_set1_ps(p[j]);
+                    for (j, &pj) in p.iter().enumerate() {
+                        let pj = _mm256_set1_ps(pj);
                         for t in (0..d).step_by(8) {
                             let cur = _mm256_loadu_ps(o.add(t));
-                            _mm256_storeu_ps(o.add(t), _mm256_fmadd_ps(pj, _mm256_loadu_ps(vj.as_ptr().add(t)), cur));
+                            _mm256_storeu_ps(o.add(t), _mm256_fmadd_ps(pj, T::load8(vp.add(j * d + t)), cur));
                         }
                     }
                 }
@@ -234,7 +288,7 @@ impl Group<'_> {
             for r in 0..rep {
                 let p = scores[r * n + j];
                 for (o, x) in out[r * d..(r + 1) * d].iter_mut().zip(vj) {
-                    *o += p * x;
+                    *o += p * x.f32();
                 }
             }
         }
@@ -260,14 +314,14 @@ fn softmax_rows(scores: &mut [f32], n: usize) {
 /// `out[..8·V] = Σ_j p[j] · v_j` with the `V` output vectors held in registers.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn weighted_sum<const V: usize>(p: &[f32], v: *const f32, out: *mut f32) {
-    use std::arch::x86_64::{_mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_setzero_ps, _mm256_storeu_ps};
+unsafe fn weighted_sum<T: CacheElem, const V: usize>(p: &[f32], v: *const T, out: *mut f32) {
+    use std::arch::x86_64::{_mm256_fmadd_ps, _mm256_set1_ps, _mm256_setzero_ps, _mm256_storeu_ps};
     let mut acc = [_mm256_setzero_ps(); V];
     for (j, &pj) in p.iter().enumerate() {
         let pv = _mm256_set1_ps(pj);
         let row = v.add(j * V * 8);
         for (t, a) in acc.iter_mut().enumerate() {
-            *a = _mm256_fmadd_ps(pv, _mm256_loadu_ps(row.add(t * 8)), *a);
+            *a = _mm256_fmadd_ps(pv, T::load8(row.add(t * 8)), *a);
         }
     }
     for (t, a) in acc.iter().enumerate() {
@@ -633,7 +687,7 @@ impl CustomOp3 for CausalAttention {
 
 #[cfg(test)]
 mod tests {
-    use candle_core::{Device, Var, D};
+    use candle_core::{DType, Device, Var, D};
 
     use super::*;
 
@@ -660,6 +714,39 @@ mod tests {
         let e = scores.broadcast_sub(&max).unwrap().exp().unwrap();
         let p = e.broadcast_div(&e.sum_keepdim(D::Minus1).unwrap()).unwrap();
         p.matmul(&v).unwrap()
+    }
+
+    /// The decoding kernel over an f16 cache gives exactly what it gives over the same
+    /// (f16-rounded) values stored as f32, for head sizes on and off its register paths and
+    /// key counts on and off its 8-key blocks; and both equal attention in tensor operations.
+    #[test]
+    fn decode_attention_over_f16_equals_it_over_the_widened_values() {
+        let device = Device::Cpu;
+        for (d, n, rep) in [(64, 37, 3), (128, 16, 1), (24, 9, 2), (64, 1, 4)] {
+            let (b, kvh) = (2, 2);
+            let q = Tensor::randn(0f32, 1.0, (b, kvh, rep, d), &device).unwrap();
+            let k16 = Tensor::randn(0f32, 1.0, (b, kvh, n, d), &device).unwrap().to_dtype(DType::F16).unwrap();
+            let v16 = Tensor::randn(0f32, 1.0, (b, kvh, n, d), &device).unwrap().to_dtype(DType::F16).unwrap();
+            let (k32, v32) = (k16.to_dtype(DType::F32).unwrap(), v16.to_dtype(DType::F32).unwrap());
+            let op = || DecodeAttention { scale: 0.125 };
+            let from16 = q.apply_op3_no_bwd(&k16, &v16, &op()).unwrap();
+            let from32 = q.apply_op3_no_bwd(&k32, &v32, &op()).unwrap();
+            let a = from16.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            assert_eq!(a, from32.flatten_all().unwrap().to_vec1::<f32>().unwrap(), "d {d}, n {n}");
+            // Reference: softmax(q kᵀ · scale) v per group.
+            let scores = (q.matmul(&k32.t().unwrap()).unwrap() * 0.125).unwrap();
+            let max = scores.max_keepdim(D::Minus1).unwrap();
+            let e = scores.broadcast_sub(&max).unwrap().exp().unwrap();
+            let p = e.broadcast_div(&e.sum_keepdim(D::Minus1).unwrap()).unwrap();
+            let want = p.matmul(&v32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let worst = a.iter().zip(&want).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+            assert!(worst < 1e-5, "d {d}, n {n}: {worst}");
+        }
+        // Keys and values of different types are refused.
+        let q = Tensor::zeros((1, 1, 1, 8), DType::F32, &device).unwrap();
+        let k = Tensor::zeros((1, 1, 2, 8), DType::F16, &device).unwrap();
+        let v = Tensor::zeros((1, 1, 2, 8), DType::F32, &device).unwrap();
+        assert!(q.apply_op3_no_bwd(&k, &v, &DecodeAttention { scale: 1.0 }).is_err());
     }
 
     #[test]

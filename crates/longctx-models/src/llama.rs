@@ -460,12 +460,14 @@ fn apply_rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> candle_core::Result<Ten
 
 /// Keys and values of the tokens seen so far, `[b, kvh, capacity, d]`, written in place:
 /// appending copies only the new tokens (capacity grows by half when full, or to what
-/// [`CausalLm::reserve`] asked for).
+/// [`CausalLm::reserve`] asked for). With a `dtype` the rows are stored in it (f16 halves the
+/// cache; attention widens them again as it reads them), otherwise in the model's dtype.
 #[derive(Default)]
 struct KvCache {
     buffers: Option<(Tensor, Tensor)>,
     len: usize,
     reserved: usize,
+    dtype: Option<DType>,
 }
 
 impl KvCache {
@@ -480,15 +482,17 @@ impl KvCache {
     /// Appends `k`, `v` (`[b, kvh, s, d]`) and returns views of everything cached.
     fn append(&mut self, k: &Tensor, v: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
         let (b, kvh, s, d) = k.dims4()?;
+        let dtype = self.dtype.unwrap_or(k.dtype());
+        let (k, v) = (&k.to_dtype(dtype)?, &v.to_dtype(dtype)?);
         let needed = self.len + s;
         let capacity = self.buffers.as_ref().map_or(0, |(kb, _)| kb.dim(2).unwrap_or(0));
-        if needed > capacity {
+        if needed > capacity || self.buffers.as_ref().is_some_and(|(kb, _)| kb.dtype() != dtype) {
             let new_capacity = needed.max(capacity + capacity / 2).max(self.reserved).max(64);
-            let kb = Tensor::zeros((b, kvh, new_capacity, d), k.dtype(), k.device())?;
-            let vb = Tensor::zeros((b, kvh, new_capacity, d), v.dtype(), v.device())?;
-            if let Some((old_k, old_v)) = &self.buffers {
-                kb.slice_set(&old_k.narrow(2, 0, self.len)?.contiguous()?, 2, 0)?;
-                vb.slice_set(&old_v.narrow(2, 0, self.len)?.contiguous()?, 2, 0)?;
+            let kb = Tensor::zeros((b, kvh, new_capacity, d), dtype, k.device())?;
+            let vb = Tensor::zeros((b, kvh, new_capacity, d), dtype, v.device())?;
+            if let Some((old_k, old_v)) = self.buffers.as_ref().filter(|_| self.len > 0) {
+                kb.slice_set(&old_k.narrow(2, 0, self.len)?.to_dtype(dtype)?.contiguous()?, 2, 0)?;
+                vb.slice_set(&old_v.narrow(2, 0, self.len)?.to_dtype(dtype)?.contiguous()?, 2, 0)?;
             }
             self.buffers = Some((kb, vb));
         }
@@ -594,9 +598,10 @@ impl Attention {
             let out = q.contiguous()?.apply_op3(&k.contiguous()?, &v.contiguous()?, op)?;
             return out.transpose(1, 2)?.reshape((b, s, self.num_heads * d));
         }
-        // One new token in f32 without gradients, on the CPU: the fused decoding kernel.
+        // One new token in f32 without gradients, on the CPU: the fused decoding kernel (over
+        // an f32 or f16 cache).
         let fused = q.device().is_cpu() && !q.track_op() && !k.track_op();
-        if s == 1 && q.dtype() == DType::F32 && fused {
+        if s == 1 && q.dtype() == DType::F32 && fused && k.dtype() == v.dtype() && matches!(k.dtype(), DType::F32 | DType::F16) {
             let lo = self.sliding_window.map_or(0, |w| (offset + 1).saturating_sub(w));
             let n = k.dim(2)? - lo;
             let qg = q.reshape((b, kvh, rep, d))?;
@@ -607,6 +612,13 @@ impl Attention {
             )?;
             return out.reshape((b, 1, self.num_heads * d));
         }
+        // A cache kept in another dtype than the queries' (an f16 cache of an f32 model): the
+        // products run in the queries' dtype.
+        let (k, v) = if k.dtype() == q.dtype() {
+            (k.clone(), v.clone())
+        } else {
+            (k.to_dtype(q.dtype())?, v.to_dtype(q.dtype())?)
+        };
         // Queries per chunk: at most `self.chunk`, fewer over long caches so that one chunk's
         // scores stay within SCORES_BYTES (buffers the allocator reuses instead of mapping
         // fresh pages for every chunk of every layer).
@@ -765,6 +777,16 @@ impl Llama {
         let norm = RmsNorm { weight: src.final_norm(hidden)?, eps };
         let lm_head = src.lm_head(hidden, config.vocab_size, config.tie_word_embeddings, &embed)?;
         Ok(Self { embed, layers, norm, lm_head, rotary: RotaryState::new(config.rope), config })
+    }
+
+    /// Stores the KV cache in `dtype` (`None`: the model's dtype); clears the cache. An f16
+    /// cache of an f32 model halves its memory; attention reads it back in f32.
+    pub fn set_kv_cache_dtype(&mut self, dtype: Option<DType>) {
+        for layer in &mut self.layers {
+            layer.attn.cache.dtype = dtype;
+            layer.attn.cache.buffers = None;
+            layer.attn.cache.len = 0;
+        }
     }
 
     /// Sets how many queries attend at once (memory `O(chunk × n)` per head); results do not

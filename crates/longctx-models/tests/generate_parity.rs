@@ -59,3 +59,49 @@ fn chunked_prefill_and_stop_strings() {
     assert_eq!(g.stop_reason, StopReason::StopString);
     assert_eq!(g.text, full[..full.find(&stop).unwrap()]);
 }
+
+/// An f16 KV cache: the logits of every step stay within 2e-2 of the f32 cache's (the keys and
+/// values are rounded to f16, nothing else changes) and the chunked prefill (later chunks read
+/// the f16 cache back) agrees the same way; with an f32 cache set explicitly the tokens are the
+/// transformers fixture's.
+#[test]
+fn an_f16_kv_cache_stays_close_to_the_f32_one() {
+    use candle_core::Tensor;
+    use longctx_models::llama::CausalLm;
+    let fixture: std::collections::BTreeMap<String, Vec<Run>> =
+        serde_json::from_str(&std::fs::read_to_string(tiny().join("generate.json")).unwrap()).unwrap();
+    for (name, runs) in &fixture {
+        let run = &runs[runs.len() - 1];
+        let mut loaded = load_hf_dir(&tiny().join(name), DType::F32, &Device::Cpu, None).unwrap();
+        let model = &mut loaded.model;
+        // Teacher-forced steps over prompt + generated tokens, prompt in chunks of 5.
+        let mut logits_with = |kv: Option<DType>| {
+            model.set_kv_cache_dtype(kv);
+            model.reset();
+            let mut out = Vec::new();
+            let ids: Vec<u32> = run.prompt.iter().chain(&run.generated).copied().collect();
+            let p = run.prompt.len();
+            for (i, chunk) in run.prompt.chunks(5).enumerate() {
+                let t = Tensor::new(chunk, &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+                out.push(model.forward(&t, i * 5).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap());
+            }
+            for (j, &id) in ids[p..].iter().enumerate() {
+                let t = Tensor::new(&[id], &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+                out.push(model.forward_last(&t, p + j).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap());
+            }
+            out
+        };
+        let (full, half) = (logits_with(Some(DType::F32)), logits_with(Some(DType::F16)));
+        let mut worst = 0f32;
+        for (a, b) in full.iter().zip(&half) {
+            for (x, y) in a.iter().zip(b) {
+                worst = worst.max((x - y).abs());
+            }
+        }
+        assert!(worst < 2e-2 && worst > 0.0, "{name}: largest logit difference {worst}");
+        model.set_kv_cache_dtype(Some(DType::F32));
+        let params = GenerationParams { max_new_tokens: 40, ..Default::default() };
+        let g = generate(model, &run.prompt, &params, &Device::Cpu, &|_| String::new()).unwrap();
+        assert_eq!(g.tokens, run.generated, "{name}");
+    }
+}

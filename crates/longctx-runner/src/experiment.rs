@@ -56,7 +56,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use longctx_backends::native::Dtype;
+use longctx_backends::native::{Dtype, KvCacheType};
 use longctx_backends::openai::{Endpoint, EndpointConfig};
 use longctx_context::chunk::ChunkConfig;
 use longctx_context::rag::Order;
@@ -208,6 +208,9 @@ pub struct ModelConfig {
     pub context_window: Option<usize>,
     /// Native: prompt tokens per prefill pass.
     pub prefill_chunk: Option<usize>,
+    /// Native: the KV cache's element type, `f32` or `f16` (default: the model's dtype).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kv_cache: Option<KvCacheType>,
     /// The prompt budget in tokens (LongBench's `model2maxlen`).
     pub max_prompt_tokens: usize,
     /// A cap on LongBench's generation length per dataset.
@@ -319,6 +322,7 @@ impl ModelConfig {
                         ("rope_scaling", self.rope_scaling.is_some()),
                         ("context_window", self.context_window.is_some()),
                         ("adapter", self.adapter.is_some()),
+                        ("kv_cache", self.kv_cache.is_some()),
                     ],
                     "openai",
                 )?;

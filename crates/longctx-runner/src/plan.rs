@@ -251,6 +251,7 @@ impl ModelRuntime {
                     context_window: config.context_window,
                     prefill_chunk: config.prefill_chunk.unwrap_or(512),
                     adapter: config.adapter.clone(),
+                    kv_cache: config.kv_cache,
                 };
                 let native = Arc::new(NativeBackend::load(Path::new(path), &options).map_err(|e| in_model(e.into()))?);
                 Ok(Self { config: config.clone(), backend: native.clone(), local: Local::Native(native) })

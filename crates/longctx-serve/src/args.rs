@@ -4,7 +4,7 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
-pub use longctx_backends::native::Dtype;
+pub use longctx_backends::native::{Dtype, KvCacheType};
 use longctx_backends::native::NativeOptions;
 
 use crate::faults::Faults;
@@ -59,6 +59,9 @@ pub struct ServeArgs {
     /// Prompt tokens per prefill pass.
     #[arg(long, default_value_t = 512)]
     pub prefill_chunk: usize,
+    /// The KV cache's element type (default: the model's dtype, f32 for GGUF); f16 halves it.
+    #[arg(long, value_enum)]
+    pub kv_cache: Option<KvCacheType>,
     /// Generation requests that may wait while one runs; more are answered 429 with Retry-After.
     #[arg(long, value_name = "N", default_value_t = 16)]
     pub queue: usize,
@@ -94,6 +97,7 @@ impl ServeArgs {
             context_window: self.context_window,
             prefill_chunk: self.prefill_chunk,
             adapter: self.adapter.clone(),
+            kv_cache: self.kv_cache,
         }
     }
 

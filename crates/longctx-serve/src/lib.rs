@@ -69,7 +69,7 @@ use std::sync::Arc;
 use longctx_backends::native::NativeBackend;
 use longctx_context::embed::SentenceEmbedder;
 
-pub use args::{Dtype, LoadTestArgs, ServeArgs};
+pub use args::{Dtype, KvCacheType, LoadTestArgs, ServeArgs};
 pub use faults::{Fault, Faults};
 pub use load::{load_test, Latency, LevelReport, LoadReport};
 pub use server::{Server, ServerConfig};

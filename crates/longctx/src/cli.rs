@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-pub(crate) use longctx_backends::native::Dtype;
+pub(crate) use longctx_backends::native::{Dtype, KvCacheType};
 
 /// Evaluate long-context strategies (full context, truncation, RAG, compression, RoPE
 /// scaling) on LongBench with scores identical to the official scorer.
@@ -420,6 +420,9 @@ pub(crate) struct BenchGenerateArgs {
     /// Weight precision.
     #[arg(long, value_enum, default_value = "f32")]
     pub(crate) dtype: Dtype,
+    /// The KV cache's element type (default: the model's dtype, f32 for GGUF); f16 halves it.
+    #[arg(long, value_enum)]
+    pub(crate) kv_cache: Option<KvCacheType>,
 }
 
 /// fuzzywuzzy's backend for the code datasets (lcc, repobench-p).
@@ -550,4 +553,7 @@ pub(crate) struct GenerateArgs {
     /// Weight precision.
     #[arg(long, value_enum, default_value = "f32")]
     pub(crate) dtype: Dtype,
+    /// The KV cache's element type (default: the model's dtype, f32 for GGUF); f16 halves it.
+    #[arg(long, value_enum)]
+    pub(crate) kv_cache: Option<KvCacheType>,
 }

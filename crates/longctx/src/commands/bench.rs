@@ -10,7 +10,7 @@ use longctx_models::generate::{generate, GenerationParams};
 use longctx_models::llama::CausalLm;
 
 use super::model;
-use crate::cli::BenchGenerateArgs;
+use crate::cli::{BenchGenerateArgs, KvCacheType};
 
 /// Peak resident set size of this process in bytes (`VmHWM` of /proc/self/status).
 fn peak_rss_bytes() -> Option<u64> {
@@ -28,6 +28,8 @@ pub(crate) fn generate_bench(args: &BenchGenerateArgs) -> Result<()> {
     let device = Device::Cpu;
     let mut loaded =
         model::load(&args.model, args.dtype, args.rope_scaling.as_deref(), args.adapter.as_deref(), &device)?;
+    loaded.model.set_kv_cache_dtype(args.kv_cache.map(KvCacheType::candle));
+    let kv_dtype = args.kv_cache.map_or(args.dtype.candle(), KvCacheType::candle);
     let config = loaded.model.config().clone();
     let vocab = config.vocab_size as u32;
     let longest = args.prompt_tokens.iter().copied().max().unwrap_or(0);
@@ -67,7 +69,7 @@ pub(crate) fn generate_bench(args: &BenchGenerateArgs) -> Result<()> {
             "prefill_s": g.prefill_s,
             "decode_s": g.decode_s,
             "peak_rss_bytes": peak_rss_bytes(),
-            "kv_cache_bytes": config.kv_cache_bytes(n + args.gen_tokens, args.dtype.candle().size_in_bytes()),
+            "kv_cache_bytes": config.kv_cache_bytes(n + args.gen_tokens, kv_dtype.size_in_bytes()),
             "full_score_matrix_bytes": (n + args.gen_tokens) * (n + args.gen_tokens) * 4,
         });
         if args.json {

@@ -13,7 +13,7 @@ use longctx_models::generate::{generate, GenerationParams};
 use longctx_models::llama::{CausalLm, ATTENTION_CHUNK};
 
 use super::model;
-use crate::cli::GenerateArgs;
+use crate::cli::{GenerateArgs, KvCacheType};
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
@@ -43,7 +43,8 @@ pub(crate) fn run(args: &GenerateArgs) -> Result<()> {
     }
     let config = loaded.model.config().clone();
     let total = ids.len() + args.max_new_tokens;
-    let dtype_bytes = args.dtype.candle().size_in_bytes();
+    loaded.model.set_kv_cache_dtype(args.kv_cache.map(KvCacheType::candle));
+    let dtype_bytes = args.kv_cache.map_or(args.dtype.candle(), KvCacheType::candle).size_in_bytes();
     let kv_bytes = config.kv_cache_bytes(total, dtype_bytes);
     let scratch = config.attention_scratch_bytes(args.prefill_chunk, total, ATTENTION_CHUNK);
     let needed = loaded.weight_bytes as f64 + kv_bytes as f64 + scratch as f64;
