@@ -15,9 +15,9 @@ use longctx_core::{
     Backend, BackendError, ChatMessage, Completion, FinishReason, GenerationRequest, PromptInput, Tokenizer, Usage,
 };
 use longctx_models::chat_template::ChatTemplate;
-use longctx_models::generate::{generate_with, GenerationParams, StopReason};
+use longctx_models::generate::{generate_with, prefill, Decoding, Generation, GenerationParams, StopReason};
 use longctx_models::gguf::load_gguf;
-use longctx_models::llama::{CausalLm, Llama};
+use longctx_models::llama::{CausalLm, Llama, Sequence};
 use longctx_models::load::{load_hf_dir, resolve_model};
 use longctx_models::lora::Adapter;
 use longctx_models::rope::RopeScaling;
@@ -198,6 +198,8 @@ pub struct NativeBackend {
     device: Device,
     prefill_chunk: usize,
     name: String,
+    /// Bytes of KV cache per token.
+    kv_bytes_per_token: usize,
 }
 
 impl std::fmt::Debug for NativeBackend {
@@ -220,7 +222,13 @@ impl NativeBackend {
         if let Some(adapter) = &options.adapter {
             name = format!("{name}+{}", base_name(adapter));
         }
+        let kv_dtype = options.kv_cache.map_or(
+            if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) { DType::F32 } else { options.dtype },
+            KvCacheType::candle,
+        );
+        let kv_bytes_per_token = loaded.model.config().kv_cache_bytes(1, kv_dtype.size_in_bytes());
         Ok(Self {
+            kv_bytes_per_token,
             model: Mutex::new(loaded.model),
             tokenizer: loaded.tokenizer,
             chat_template: loaded.chat_template,
@@ -288,61 +296,224 @@ impl NativeBackend {
     ) -> Result<Completion, BackendError> {
         self.check_fits(ids.len(), request.max_new_tokens)?;
         let start = Instant::now();
-        let params = GenerationParams {
+        let params = self.params(request);
+        let decode = |t: &[u32]| self.decode(t);
+        let mut text = TextStream::new(request);
+        let mut stream = |tokens: &[u32]| {
+            if cancelled() {
+                return false;
+            }
+            if let Some(on_text) = on_text.as_mut() {
+                if let Some(piece) = text.settled(&decode(tokens)) {
+                    on_text(&piece);
+                }
+            }
+            true
+        };
+        let g = {
+            let mut model = self.lock();
+            generate_with(&mut *model, ids, &params, &self.device, &decode, &mut stream)
+                .map_err(|e| BackendError::Failed(format!("generation failed: {e}")))?
+        };
+        if let (Some(on_text), Some(piece)) = (on_text, text.rest(&g.text)) {
+            on_text(&piece);
+        }
+        completion(g, start)
+    }
+
+    fn params(&self, request: &GenerationRequest) -> GenerationParams {
+        GenerationParams {
             max_new_tokens: request.max_new_tokens,
             temperature: request.temperature,
             seed: request.seed,
             stop_strings: request.stop.clone(),
             prefill_chunk: self.prefill_chunk,
             ..GenerationParams::default()
-        };
-        let decode = |t: &[u32]| self.tokenizer.decode(t, true).unwrap_or_default();
-        let hold = request.stop.iter().map(String::len).max().unwrap_or(0);
-        let mut sent = 0usize;
-        let mut stream = |tokens: &[u32]| {
-            if cancelled() {
-                return false;
-            }
-            let Some(on_text) = on_text.as_mut() else { return true };
-            let text = decode(tokens);
-            // Hold back an unfinished character and anything a stop string could begin with.
-            let mut end = text.trim_end_matches('\u{fffd}').len().saturating_sub(hold);
-            while !text.is_char_boundary(end) {
-                end -= 1;
-            }
-            if end > sent {
-                on_text(&text[sent..end]);
-                sent = end;
-            }
-            true
-        };
-        let g = {
-            let mut model = self.model.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            generate_with(&mut *model, ids, &params, &self.device, &decode, &mut stream)
-                .map_err(|e| BackendError::Failed(format!("generation failed: {e}")))?
-        };
-        if g.stop_reason == StopReason::Cancelled {
-            return Err(BackendError::Cancelled { completion_tokens: g.completion_tokens });
         }
-        if let Some(on_text) = on_text {
-            if g.text.len() > sent && g.text.is_char_boundary(sent) {
-                on_text(&g.text[sent..]);
-            }
+    }
+
+    fn decode(&self, tokens: &[u32]) -> String {
+        self.tokenizer.decode(tokens, true).unwrap_or_default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Llama> {
+        self.model.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Bytes of KV cache a request of `tokens` tokens in all (prompt and new) holds while it
+    /// is decoded.
+    pub fn kv_cache_bytes(&self, tokens: usize) -> usize {
+        tokens * self.kv_bytes_per_token
+    }
+
+    /// Starts a request for batched decoding ([`NativeBackend::step`]): checks that it fits
+    /// the window, prefills its prompt into a sequence of its own and chooses its first token.
+    pub fn start(&self, ids: &[u32], request: &GenerationRequest) -> Result<Active, BackendError> {
+        self.check_fits(ids.len(), request.max_new_tokens)?;
+        if ids.is_empty() {
+            return Err(BackendError::Rejected("the prompt has no tokens".into()));
         }
-        Ok(Completion {
-            text: g.text,
-            prompt_tokens: g.prompt_tokens as u64,
-            completion_tokens: g.completion_tokens as u64,
-            latency_s: start.elapsed().as_secs_f64(),
-            finish_reason: if g.stop_reason == StopReason::Length { FinishReason::Length } else { FinishReason::Stop },
-            usage: Usage {
-                prompt_tokens: g.prompt_tokens as u64,
-                completion_tokens: g.completion_tokens as u64,
-                requests: 1,
-                cost_usd: 0.0,
-            },
+        let started = Instant::now();
+        let params = self.params(request);
+        let failed = |e: candle_core::Error| BackendError::Failed(format!("generation failed: {e}"));
+        let mut model = self.lock();
+        let mut seq = model.new_sequence(ids.len() + request.max_new_tokens);
+        let logits =
+            model.with_sequence(&mut seq, |m| prefill(m, ids, params.prefill_chunk, &self.device)).map_err(failed)?;
+        drop(model);
+        let prefill_s = started.elapsed().as_secs_f64();
+        let mut decoding = Decoding::new(&params, &self.config_eos(), ids.len());
+        let next = decoding.step(&logits, &|t| self.decode(t), &mut |_| true).map_err(failed)?;
+        Ok(Active {
+            seq,
+            decoding,
+            next,
+            text: TextStream::new(request),
+            started,
+            prefill_s,
+            decode_started: Instant::now(),
+            cancelled: false,
         })
     }
+
+    fn config_eos(&self) -> Vec<u32> {
+        self.lock().config().eos_token_ids.clone()
+    }
+
+    /// One decoding step of every unfinished, uncancelled request of `batch` in a single
+    /// forward pass; each chooses its next token exactly as it would decoded alone.
+    pub fn step(&self, batch: &mut [Active]) -> Result<(), BackendError> {
+        let failed = |e: candle_core::Error| BackendError::Failed(format!("generation failed: {e}"));
+        let mut running: Vec<&mut Active> = batch.iter_mut().filter(|a| a.next.is_some() && !a.cancelled).collect();
+        if running.is_empty() {
+            return Ok(());
+        }
+        let tokens: Vec<u32> = running.iter().map(|a| a.next.expect("running")).collect();
+        let logits = {
+            let mut seqs: Vec<&mut Sequence> = running.iter_mut().map(|a| &mut a.seq).collect();
+            self.lock().decode_batch(&mut seqs, &tokens).map_err(failed)?
+        };
+        for (row, a) in running.into_iter().enumerate() {
+            let l = logits.get(row).map_err(failed)?;
+            a.next = a.decoding.step(&l, &|t| self.decode(t), &mut |_| true).map_err(failed)?;
+        }
+        Ok(())
+    }
+
+    /// The settled text `active` has produced since the last call (nothing after a final stop
+    /// token; pieces that end inside a UTF-8 character or could start a stop string wait).
+    pub fn new_text(&self, active: &mut Active) -> Option<String> {
+        if active.decoding.stop_reason() == Some(StopReason::StopToken) || active.decoding.tokens().is_empty() {
+            return None;
+        }
+        active.text.settled(&self.decode(active.decoding.tokens()))
+    }
+
+    /// The completion of a finished (or cancelled) request, and the text not yet returned by
+    /// [`NativeBackend::new_text`].
+    pub fn finish(&self, active: Active) -> (Result<Completion, BackendError>, Option<String>) {
+        let Active { decoding, mut text, started, prefill_s, decode_started, cancelled, .. } = active;
+        let g = decoding.finish(&|t| self.decode(t), prefill_s, decode_started.elapsed().as_secs_f64());
+        if cancelled || g.stop_reason == StopReason::Cancelled {
+            return (Err(BackendError::Cancelled { completion_tokens: g.completion_tokens }), None);
+        }
+        let rest = text.rest(&g.text);
+        (completion(g, started), rest)
+    }
+}
+
+/// A request decoded together with others ([`NativeBackend::start`], [`NativeBackend::step`]).
+pub struct Active {
+    seq: Sequence,
+    decoding: Decoding,
+    /// The token to feed next; `None` once decoding has ended.
+    next: Option<u32>,
+    text: TextStream,
+    started: Instant,
+    prefill_s: f64,
+    decode_started: Instant,
+    cancelled: bool,
+}
+
+impl std::fmt::Debug for Active {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Active")
+            .field("tokens", &self.decoding.tokens().len())
+            .field("finished", &self.is_finished())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Active {
+    /// Whether decoding has ended (or the request was cancelled).
+    pub fn is_finished(&self) -> bool {
+        self.next.is_none() || self.cancelled
+    }
+
+    /// Stops decoding this request (its client went away); it finishes as cancelled.
+    pub fn cancel(&mut self) {
+        self.cancelled = true;
+    }
+
+    /// Tokens in its KV cache.
+    pub fn cached_tokens(&self) -> usize {
+        self.seq.len()
+    }
+}
+
+/// Text streamed as it settles: a piece that ends inside a UTF-8 character, or that a stop
+/// string could begin with, is held back until it is settled.
+#[derive(Debug)]
+struct TextStream {
+    hold: usize,
+    sent: usize,
+}
+
+impl TextStream {
+    fn new(request: &GenerationRequest) -> Self {
+        Self { hold: request.stop.iter().map(String::len).max().unwrap_or(0), sent: 0 }
+    }
+
+    /// The new settled part of `text` (all the text so far).
+    fn settled(&mut self, text: &str) -> Option<String> {
+        let mut end = text.trim_end_matches('\u{fffd}').len().saturating_sub(self.hold);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        (end > self.sent).then(|| {
+            let piece = text[self.sent..end].to_string();
+            self.sent = end;
+            piece
+        })
+    }
+
+    /// What remains of the final text after what was sent.
+    fn rest(&mut self, text: &str) -> Option<String> {
+        (text.len() > self.sent && text.is_char_boundary(self.sent)).then(|| {
+            let piece = text[self.sent..].to_string();
+            self.sent = text.len();
+            piece
+        })
+    }
+}
+
+fn completion(g: Generation, started: Instant) -> Result<Completion, BackendError> {
+    if g.stop_reason == StopReason::Cancelled {
+        return Err(BackendError::Cancelled { completion_tokens: g.completion_tokens });
+    }
+    Ok(Completion {
+        text: g.text,
+        prompt_tokens: g.prompt_tokens as u64,
+        completion_tokens: g.completion_tokens as u64,
+        latency_s: started.elapsed().as_secs_f64(),
+        finish_reason: if g.stop_reason == StopReason::Length { FinishReason::Length } else { FinishReason::Stop },
+        usage: Usage {
+            prompt_tokens: g.prompt_tokens as u64,
+            completion_tokens: g.completion_tokens as u64,
+            requests: 1,
+            cost_usd: 0.0,
+        },
+    })
 }
 
 impl Backend for NativeBackend {

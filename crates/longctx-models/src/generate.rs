@@ -153,62 +153,128 @@ pub fn generate_with(
     assert!(!prompt.is_empty(), "a prompt needs at least one token");
     model.reset();
     model.reserve(prompt.len() + params.max_new_tokens);
-    let eos: &[u32] = if params.ignore_eos { &[] } else { &model.config().eos_token_ids };
-    let stops: Vec<u32> = eos.iter().chain(&params.stop_tokens).copied().collect();
     let start = Instant::now();
-    let mut last = None;
-    for (i, chunk) in prompt.chunks(params.prefill_chunk.max(1)).enumerate() {
-        let ids = Tensor::new(chunk, device)?.unsqueeze(0)?;
-        last = Some(model.forward_last(&ids, i * params.prefill_chunk.max(1))?.squeeze(0)?);
-    }
+    let mut logits = prefill(model, prompt, params.prefill_chunk, device)?;
     let prefill_s = start.elapsed().as_secs_f64();
     let start = Instant::now();
-    let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
-    let mut tokens = Vec::new();
-    let mut text = String::new();
-    let mut stop_reason = StopReason::Length;
-    let mut logits = last.expect("prompt is not empty");
-    while tokens.len() < params.max_new_tokens {
-        let values = logits.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?;
-        let next = if params.temperature > 0.0 { sample(&values, params, &mut rng) } else { argmax(&values) };
-        tokens.push(next);
-        if stops.contains(&next) {
-            stop_reason = StopReason::StopToken;
-            break;
+    let mut decoding = Decoding::new(params, &model.config().eos_token_ids, prompt.len());
+    while let Some(next) = decoding.step(&logits, decode, on_token)? {
+        let ids = Tensor::new(&[next], device)?.unsqueeze(0)?;
+        logits = model.forward_last(&ids, prompt.len() + decoding.tokens().len() - 1)?.squeeze(0)?;
+    }
+    Ok(decoding.finish(decode, prefill_s, start.elapsed().as_secs_f64()))
+}
+
+/// Runs `prompt` through `model` in chunks of `chunk` tokens from position 0 (the cache must be
+/// empty) and returns the logits of its last position, `[vocab]`.
+pub fn prefill(model: &mut dyn CausalLm, prompt: &[u32], chunk: usize, device: &Device) -> candle_core::Result<Tensor> {
+    let chunk = chunk.max(1);
+    let mut last = None;
+    for (i, part) in prompt.chunks(chunk).enumerate() {
+        let ids = Tensor::new(part, device)?.unsqueeze(0)?;
+        last = Some(model.forward_last(&ids, i * chunk)?.squeeze(0)?);
+    }
+    last.ok_or_else(|| candle_core::Error::Msg("a prompt needs at least one token".into()))
+}
+
+/// The choice of tokens after a prompt, one step at a time, independent of how the logits are
+/// computed: [`generate_with`] runs it on one sequence, a batching server on each of its
+/// sequences, with the same results.
+#[derive(Debug)]
+pub struct Decoding {
+    params: GenerationParams,
+    stops: Vec<u32>,
+    rng: ChaCha8Rng,
+    tokens: Vec<u32>,
+    text: String,
+    prompt_tokens: usize,
+    stop_reason: Option<StopReason>,
+}
+
+impl Decoding {
+    /// Decoding after a prompt of `prompt_tokens` tokens for a model whose end-of-sequence
+    /// tokens are `eos` (ignored with `params.ignore_eos`).
+    pub fn new(params: &GenerationParams, eos: &[u32], prompt_tokens: usize) -> Self {
+        let eos: &[u32] = if params.ignore_eos { &[] } else { eos };
+        Self {
+            params: params.clone(),
+            stops: eos.iter().chain(&params.stop_tokens).copied().collect(),
+            rng: ChaCha8Rng::seed_from_u64(params.seed),
+            tokens: Vec::new(),
+            text: String::new(),
+            prompt_tokens,
+            stop_reason: (params.max_new_tokens == 0).then_some(StopReason::Length),
         }
-        if !on_token(&tokens) {
-            stop_reason = StopReason::Cancelled;
-            break;
+    }
+
+    /// The tokens chosen so far.
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
+    }
+
+    /// Why decoding ended, once it has.
+    pub fn stop_reason(&self) -> Option<StopReason> {
+        self.stop_reason
+    }
+
+    /// Chooses the next token from `logits` (`[vocab]`, the last position's). Returns the
+    /// token to feed the model next, or `None` when decoding has ended (a stop token, a stop
+    /// string, `max_new_tokens`, or `on_token` returning false).
+    pub fn step(
+        &mut self,
+        logits: &Tensor,
+        decode: &dyn Fn(&[u32]) -> String,
+        on_token: &mut dyn FnMut(&[u32]) -> bool,
+    ) -> candle_core::Result<Option<u32>> {
+        if self.stop_reason.is_some() {
+            return Ok(None);
+        }
+        let values = logits.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?;
+        let params = &self.params;
+        let next = if params.temperature > 0.0 { sample(&values, params, &mut self.rng) } else { argmax(&values) };
+        self.tokens.push(next);
+        if self.stops.contains(&next) {
+            self.stop_reason = Some(StopReason::StopToken);
+            return Ok(None);
+        }
+        if !on_token(&self.tokens) {
+            self.stop_reason = Some(StopReason::Cancelled);
+            return Ok(None);
         }
         // Stop strings need the text so far; without them it is decoded once at the end.
         if !params.stop_strings.is_empty() {
-            text = decode(&tokens);
-            if let Some(cut) = params.stop_strings.iter().filter_map(|s| text.find(s.as_str())).min() {
-                text.truncate(cut);
-                stop_reason = StopReason::StopString;
-                break;
+            self.text = decode(&self.tokens);
+            if let Some(cut) = params.stop_strings.iter().filter_map(|s| self.text.find(s.as_str())).min() {
+                self.text.truncate(cut);
+                self.stop_reason = Some(StopReason::StopString);
+                return Ok(None);
             }
         }
-        if tokens.len() == params.max_new_tokens {
-            break;
+        if self.tokens.len() == params.max_new_tokens {
+            self.stop_reason = Some(StopReason::Length);
+            return Ok(None);
         }
-        let ids = Tensor::new(&[next], device)?.unsqueeze(0)?;
-        logits = model.forward_last(&ids, prompt.len() + tokens.len() - 1)?.squeeze(0)?;
+        Ok(Some(next))
     }
-    match stop_reason {
-        StopReason::StopToken => text = decode(&tokens[..tokens.len() - 1]),
-        StopReason::Length | StopReason::Cancelled => text = decode(&tokens),
-        StopReason::StopString => {}
+
+    /// The result, with the timings the caller measured.
+    pub fn finish(self, decode: &dyn Fn(&[u32]) -> String, prefill_s: f64, decode_s: f64) -> Generation {
+        let stop_reason = self.stop_reason.unwrap_or(StopReason::Cancelled);
+        let text = match stop_reason {
+            StopReason::StopToken => decode(&self.tokens[..self.tokens.len() - 1]),
+            StopReason::Length | StopReason::Cancelled => decode(&self.tokens),
+            StopReason::StopString => self.text,
+        };
+        Generation {
+            text,
+            completion_tokens: self.tokens.len(),
+            tokens: self.tokens,
+            prompt_tokens: self.prompt_tokens,
+            prefill_s,
+            decode_s,
+            stop_reason,
+        }
     }
-    Ok(Generation {
-        text,
-        completion_tokens: tokens.len(),
-        tokens,
-        prompt_tokens: prompt.len(),
-        prefill_s,
-        decode_s: start.elapsed().as_secs_f64(),
-        stop_reason,
-    })
 }
 
 #[cfg(test)]

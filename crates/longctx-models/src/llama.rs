@@ -504,6 +504,26 @@ impl KvCache {
     }
 }
 
+/// The decoding state of one sequence kept outside the model: its KV cache per layer and its
+/// rotary state. Several sequences decode together with [`Llama::decode_batch`]; a prompt is
+/// prefilled into one with [`Llama::with_sequence`].
+pub struct Sequence {
+    caches: Vec<KvCache>,
+    rotary: RotaryState,
+}
+
+impl Sequence {
+    /// Tokens in the sequence's cache.
+    pub fn len(&self) -> usize {
+        self.caches.first().map_or(0, |c| c.len)
+    }
+
+    /// Whether the cache is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Target size of one query chunk's f32 attention scores.
 const SCORES_BYTES: usize = 16 << 20;
 
@@ -777,6 +797,77 @@ impl Llama {
         let norm = RmsNorm { weight: src.final_norm(hidden)?, eps };
         let lm_head = src.lm_head(hidden, config.vocab_size, config.tie_word_embeddings, &embed)?;
         Ok(Self { embed, layers, norm, lm_head, rotary: RotaryState::new(config.rope), config })
+    }
+
+    /// A fresh sequence (empty cache in the model's KV cache dtype, fresh rotary state) with
+    /// room reserved for `tokens` tokens.
+    pub fn new_sequence(&self, tokens: usize) -> Sequence {
+        let caches = self
+            .layers
+            .iter()
+            .map(|l| KvCache { buffers: None, len: 0, reserved: tokens, dtype: l.attn.cache.dtype })
+            .collect();
+        Sequence { caches, rotary: RotaryState::new(self.config.rope) }
+    }
+
+    /// Runs `f` with `seq`'s cache and rotary state in place of the model's own (e.g. to
+    /// prefill its prompt with [`CausalLm::forward_last`]); the model's own come back after.
+    pub fn with_sequence<R>(&mut self, seq: &mut Sequence, f: impl FnOnce(&mut Self) -> R) -> R {
+        self.swap_sequence(seq);
+        let out = f(self);
+        self.swap_sequence(seq);
+        out
+    }
+
+    fn swap_sequence(&mut self, seq: &mut Sequence) {
+        for (layer, cache) in self.layers.iter_mut().zip(&mut seq.caches) {
+            std::mem::swap(&mut layer.attn.cache, cache);
+        }
+        std::mem::swap(&mut self.rotary, &mut seq.rotary);
+    }
+
+    /// One decoding step for several sequences in one forward pass: `tokens[i]` is appended
+    /// to `seqs[i]` at its next position. The projections, norms and MLPs run on all the rows
+    /// at once (the weights are read once per step); attention runs per sequence over its own
+    /// cache. Returns the logits `[n, vocab]`, row `i` equal to what decoding `seqs[i]` alone
+    /// gives. Every sequence must hold at least one token (its prefilled prompt).
+    pub fn decode_batch(&mut self, seqs: &mut [&mut Sequence], tokens: &[u32]) -> candle_core::Result<Tensor> {
+        let n = seqs.len();
+        if n != tokens.len() || n == 0 {
+            candle_core::bail!("decode_batch: {n} sequences and {} tokens", tokens.len());
+        }
+        if let Some(i) = seqs.iter().position(|s| s.is_empty()) {
+            candle_core::bail!("decode_batch: sequence {i} has no prompt in its cache");
+        }
+        let device = self.norm.weight.device().clone();
+        let positions: Vec<usize> = seqs.iter().map(|s| s.len()).collect();
+        let (mut cos, mut sin) = (Vec::new(), Vec::new());
+        for (seq, &p) in seqs.iter_mut().zip(&positions) {
+            seq.rotary.update(p);
+            let (c, si) = seq.rotary.cos_sin(p);
+            cos.extend(c);
+            sin.extend(si);
+        }
+        let d = self.config.head_dim;
+        // The sequences as the rows of one `[1, n]` input.
+        let ids = Tensor::new(tokens, &device)?.unsqueeze(0)?;
+        let mut h = self.embed.forward(&ids)?;
+        let cos = Tensor::from_vec(cos, (n, d), &device)?.to_dtype(h.dtype())?;
+        let sin = Tensor::from_vec(sin, (n, d), &device)?.to_dtype(h.dtype())?;
+        for (li, layer) in self.layers.iter_mut().enumerate() {
+            let attn = &layer.attn;
+            let (q, k, v) = attn.project(&layer.input_norm.forward(&h)?, &cos, &sin, None)?;
+            let mut outs = Vec::with_capacity(n);
+            for (i, seq) in seqs.iter_mut().enumerate() {
+                let (kc, vc) = seq.caches[li].append(&k.narrow(2, i, 1)?, &v.narrow(2, i, 1)?)?;
+                outs.push(attn.attend(&q.narrow(2, i, 1)?.contiguous()?, &kc, &vc, positions[i])?);
+            }
+            let a = attn.o.forward(&Tensor::cat(&outs, 1)?, None)?;
+            h = (h + a)?;
+            let m = layer.mlp.forward(&layer.post_norm.forward(&h)?, None)?;
+            h = (h + m)?;
+        }
+        self.lm_head.forward(&self.norm.forward(&h)?)?.squeeze(0)
     }
 
     /// Stores the KV cache in `dtype` (`None`: the model's dtype); clears the cache. An f16

@@ -105,3 +105,63 @@ fn an_f16_kv_cache_stays_close_to_the_f32_one() {
         assert_eq!(g.tokens, run.generated, "{name}");
     }
 }
+
+/// Greedy decoding of several sequences in one forward pass per step, sequences joining at
+/// different steps and leaving when done, gives each exactly the tokens it gets alone
+/// (including past max_position_embeddings, where dynamic RoPE changes its frequencies).
+#[test]
+fn batched_decoding_equals_decoding_alone() {
+    use longctx_models::generate::{prefill, Decoding};
+    let fixture: std::collections::BTreeMap<String, Vec<Run>> =
+        serde_json::from_str(&std::fs::read_to_string(tiny().join("generate.json")).unwrap()).unwrap();
+    for (name, runs) in &fixture {
+        let mut loaded = load_hf_dir(&tiny().join(name), DType::F32, &Device::Cpu, None).unwrap();
+        let model = &mut loaded.model;
+        let prompts: Vec<&[u32]> = runs.iter().map(|r| r.prompt.as_slice()).collect();
+        let budgets = [30usize, 12, 25, 40];
+        let alone: Vec<Vec<u32>> = prompts
+            .iter()
+            .zip(budgets)
+            .map(|(p, max)| {
+                let params = GenerationParams { max_new_tokens: max, ignore_eos: true, ..Default::default() };
+                generate(model, p, &params, &Device::Cpu, &|_| String::new()).unwrap().tokens
+            })
+            .collect();
+        // Sequence i joins at step 3·i.
+        let mut active: Vec<(usize, longctx_models::llama::Sequence, Decoding, u32)> = Vec::new();
+        let mut done: Vec<Option<Vec<u32>>> = vec![None; prompts.len()];
+        let mut step = 0;
+        while done.iter().any(Option::is_none) {
+            for (i, p) in prompts.iter().enumerate() {
+                if step == 3 * i {
+                    let params = GenerationParams { max_new_tokens: budgets[i], ignore_eos: true, ..Default::default() };
+                    let mut seq = model.new_sequence(p.len() + budgets[i]);
+                    let logits = model.with_sequence(&mut seq, |m| prefill(m, p, params.prefill_chunk, &Device::Cpu)).unwrap();
+                    let mut d = Decoding::new(&params, &[], p.len());
+                    match d.step(&logits, &|_| String::new(), &mut |_| true).unwrap() {
+                        Some(next) => active.push((i, seq, d, next)),
+                        None => done[i] = Some(d.tokens().to_vec()),
+                    }
+                }
+            }
+            step += 1;
+            if active.is_empty() {
+                continue;
+            }
+            let tokens: Vec<u32> = active.iter().map(|a| a.3).collect();
+            let mut seqs: Vec<&mut longctx_models::llama::Sequence> = active.iter_mut().map(|a| &mut a.1).collect();
+            let logits = model.decode_batch(&mut seqs, &tokens).unwrap();
+            let mut still = Vec::new();
+            for (r, (i, seq, mut d, _)) in active.drain(..).enumerate() {
+                match d.step(&logits.get(r).unwrap(), &|_| String::new(), &mut |_| true).unwrap() {
+                    Some(next) => still.push((i, seq, d, next)),
+                    None => done[i] = Some(d.tokens().to_vec()),
+                }
+            }
+            active = still;
+        }
+        for (i, (a, b)) in alone.iter().zip(&done).enumerate() {
+            assert_eq!(Some(a), b.as_ref(), "{name}: sequence {i}");
+        }
+    }
+}

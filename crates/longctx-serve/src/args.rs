@@ -9,6 +9,7 @@ use longctx_backends::native::NativeOptions;
 
 use crate::faults::Faults;
 use crate::server::ServerConfig;
+use crate::worker::BatchLimits;
 use crate::Error;
 
 fn parse_rate(s: &str) -> Result<f64, String> {
@@ -62,9 +63,17 @@ pub struct ServeArgs {
     /// The KV cache's element type (default: the model's dtype, f32 for GGUF); f16 halves it.
     #[arg(long, value_enum)]
     pub kv_cache: Option<KvCacheType>,
-    /// Generation requests that may wait while one runs; more are answered 429 with Retry-After.
+    /// Generation requests that may wait while others run; more are answered 429 with Retry-After.
     #[arg(long, value_name = "N", default_value_t = 16)]
     pub queue: usize,
+    /// Requests decoded together in one forward pass per token (continuous batching; 1: one
+    /// at a time).
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub max_batch: usize,
+    /// KV cache the requests decoded together may hold, in GiB (each holds its prompt plus its
+    /// max_tokens); a request that would go over waits for others to finish.
+    #[arg(long, value_name = "GIB", default_value_t = 4.0)]
+    pub kv_budget_gib: f64,
     /// Largest request body in bytes (larger: 413).
     #[arg(long, value_name = "BYTES", default_value_t = 16 << 20)]
     pub max_body_bytes: usize,
@@ -114,6 +123,10 @@ impl ServeArgs {
             queue: self.queue,
             max_body_bytes: self.max_body_bytes,
             max_tokens_default: self.max_tokens_default.max(1),
+            batch: BatchLimits {
+                max_batch: self.max_batch.max(1),
+                kv_budget_bytes: (self.kv_budget_gib.max(0.0) * f64::from(1u32 << 30)) as usize,
+            },
             faults: Faults {
                 error_500: self.fault_500,
                 drop: self.fault_drop,

@@ -73,6 +73,7 @@ pub use args::{Dtype, KvCacheType, LoadTestArgs, ServeArgs};
 pub use faults::{Fault, Faults};
 pub use load::{load_test, Latency, LevelReport, LoadReport};
 pub use server::{Server, ServerConfig};
+pub use worker::BatchLimits;
 
 /// Errors of `longctx serve` and the load test.
 #[derive(Debug, thiserror::Error)]

@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
 use crate::api::{self, ApiError, ChatBody, CompletionBody, EmbeddingsBody, Kind, Meta};
 use crate::faults::{Fault, Faults};
-use crate::worker::{self, Event, Job, Queue, Reply, SubmitError};
+use crate::worker::{self, BatchLimits, Event, Job, Queue, Reply, SubmitError};
 use crate::Error;
 
 /// Settings of a [`Server`].
@@ -40,6 +40,8 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// `max_tokens` of requests that give none (lowered to what the window leaves).
     pub max_tokens_default: usize,
+    /// How many requests are decoded together.
+    pub batch: BatchLimits,
     /// Injected faults (none by default).
     pub faults: Faults,
 }
@@ -52,6 +54,7 @@ impl Default for ServerConfig {
             queue: 16,
             max_body_bytes: 16 << 20,
             max_tokens_default: 256,
+            batch: BatchLimits::default(),
             faults: Faults::default(),
         }
     }
@@ -158,7 +161,7 @@ impl Server {
             .block_on(tokio::net::TcpListener::bind(config.addr))
             .map_err(io(&format!("binding {}", config.addr)))?;
         let addr = listener.local_addr().map_err(io("reading the bound address"))?;
-        let (queue, worker) = worker::spawn(Arc::clone(&backend), config.queue).map_err(io("starting the worker"))?;
+        let (queue, worker) = worker::spawn(Arc::clone(&backend), config.queue, config.batch).map_err(io("starting the worker"))?;
         let (stop, stopping) = watch::channel(false);
         let model = config.served_model_name.clone().unwrap_or_else(|| backend.name().to_string());
         let state = Arc::new(AppState {

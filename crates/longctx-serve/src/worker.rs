@@ -1,13 +1,14 @@
-//! The generation worker: one std thread that runs queued jobs one at a time on the native
-//! backend (it has one KV cache), fed by a bounded queue.
+//! The generation worker: one std thread that decodes the queued jobs together on the native
+//! backend (continuous batching, one KV cache per request within a memory budget), fed by a
+//! bounded queue.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use longctx_backends::native::NativeBackend;
+use longctx_backends::native::{Active, NativeBackend};
 use longctx_core::{BackendError, Completion, GenerationRequest};
 use tokio::sync::{mpsc, oneshot};
 
@@ -82,67 +83,207 @@ impl Queue {
     }
 }
 
+/// How many requests the worker decodes together.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BatchLimits {
+    /// Requests decoded in one forward pass at most (1: one at a time).
+    pub max_batch: usize,
+    /// KV cache bytes the requests being decoded may hold together (each holds its prompt
+    /// plus its `max_tokens`); a request that would go over waits for others to finish. One
+    /// request alone is always admitted.
+    pub kv_budget_bytes: usize,
+}
+
+impl Default for BatchLimits {
+    fn default() -> Self {
+        Self { max_batch: 16, kv_budget_bytes: 4 << 30 }
+    }
+}
+
 /// Starts the worker with room for `capacity` waiting jobs (0: none wait; a job is taken
-/// only when the worker is idle). The worker ends when every [`Queue`] is dropped, after
-/// finishing the jobs already queued.
-pub(crate) fn spawn(backend: Arc<NativeBackend>, capacity: usize) -> std::io::Result<(Queue, JoinHandle<()>)> {
+/// only when the worker has room for it). The worker ends when every [`Queue`] is dropped,
+/// after finishing the jobs already queued.
+pub(crate) fn spawn(
+    backend: Arc<NativeBackend>,
+    capacity: usize,
+    limits: BatchLimits,
+) -> std::io::Result<(Queue, JoinHandle<()>)> {
     let (tx, rx) = sync_channel(capacity);
     let load = Arc::new(Load::default());
     let worker_load = Arc::clone(&load);
-    let handle =
-        std::thread::Builder::new().name("longctx-generate".into()).spawn(move || run(&backend, &rx, &worker_load))?;
+    let handle = std::thread::Builder::new()
+        .name("longctx-generate".into())
+        .spawn(move || run(&backend, &rx, &worker_load, limits))?;
     Ok((Queue { tx, load }, handle))
 }
 
-fn run(backend: &NativeBackend, rx: &Receiver<Job>, load: &Load) {
-    while let Ok(job) = rx.recv() {
-        load.waiting.fetch_sub(1, Ordering::SeqCst);
-        if job.reply.is_closed() {
-            tracing::debug!("the client went away before its request started; skipped");
+/// A panic's message.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(ToString::to_string)
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
+}
+
+/// Sends `job` its answer.
+fn reply(job: Job, result: Result<Completion, BackendError>) {
+    match &result {
+        Ok(c) => tracing::debug!(
+            prompt_tokens = c.prompt_tokens,
+            completion_tokens = c.completion_tokens,
+            "generated in {:.3} s",
+            c.latency_s
+        ),
+        Err(BackendError::Cancelled { completion_tokens }) => {
+            tracing::debug!("the client went away after {completion_tokens} tokens; generation stopped");
+        }
+        Err(e) => tracing::warn!("generation failed: {e}"),
+    }
+    match job.reply {
+        Reply::Once(tx) => {
+            let _ = tx.send(result);
+        }
+        Reply::Stream(tx) => {
+            let _ = tx.send(Event::Done(result));
+        }
+    }
+}
+
+/// Streams the settled new text of `active` to a streaming client.
+fn stream_text(backend: &NativeBackend, job: &Job, active: &mut Active) {
+    if let Reply::Stream(tx) = &job.reply {
+        if let Some(piece) = backend.new_text(active) {
+            let _ = tx.send(Event::Text(piece));
+        }
+    }
+}
+
+/// Answers a finished (or cancelled) request.
+fn finish(backend: &NativeBackend, job: Job, active: Active) {
+    let (result, rest) = backend.finish(active);
+    if let (Reply::Stream(tx), Some(piece)) = (&job.reply, rest) {
+        let _ = tx.send(Event::Text(piece));
+    }
+    reply(job, result);
+}
+
+/// Continuous batching: requests join at step boundaries (their prompts prefilled one at a
+/// time), every step decodes one token of each request in one forward pass, and finished or
+/// abandoned requests leave after the step that ended them.
+fn run(backend: &NativeBackend, rx: &Receiver<Job>, load: &Load, limits: BatchLimits) {
+    let mut active: Vec<(Job, Active, usize)> = Vec::new();
+    // A job taken from the queue that waits for KV cache room.
+    let mut pending: Option<Job> = None;
+    let mut open = true;
+    loop {
+        // Admit what fits.
+        while active.len() < limits.max_batch.max(1) {
+            let job = if let Some(job) = pending.take() {
+                job
+            } else if active.is_empty() && open {
+                match rx.recv() {
+                    Ok(job) => {
+                        load.waiting.fetch_sub(1, Ordering::SeqCst);
+                        job
+                    }
+                    Err(_) => {
+                        open = false;
+                        break;
+                    }
+                }
+            } else if open {
+                match rx.try_recv() {
+                    Ok(job) => {
+                        load.waiting.fetch_sub(1, Ordering::SeqCst);
+                        job
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        open = false;
+                        break;
+                    }
+                }
+            } else {
+                break;
+            };
+            if job.reply.is_closed() {
+                tracing::debug!("the client went away before its request started; skipped");
+                continue;
+            }
+            let need = backend.kv_cache_bytes(job.ids.len() + job.request.max_new_tokens);
+            let held: usize = active.iter().map(|a| a.2).sum();
+            if !active.is_empty() && held + need > limits.kv_budget_bytes {
+                pending = Some(job);
+                break;
+            }
+            load.running.store(active.len() + 1, Ordering::SeqCst);
+            // A panic in the runtime answers 500 and leaves the worker serving.
+            match catch_unwind(AssertUnwindSafe(|| backend.start(&job.ids, &job.request))) {
+                Ok(Ok(mut a)) => {
+                    stream_text(backend, &job, &mut a);
+                    if a.is_finished() {
+                        load.running.store(active.len(), Ordering::SeqCst);
+                        finish(backend, job, a);
+                    } else {
+                        active.push((job, a, need));
+                    }
+                }
+                Ok(Err(e)) => {
+                    load.running.store(active.len(), Ordering::SeqCst);
+                    reply(job, Err(e));
+                }
+                Err(panic) => {
+                    load.running.store(active.len(), Ordering::SeqCst);
+                    reply(job, Err(BackendError::Failed(format!("generation panicked: {}", panic_message(&*panic)))));
+                }
+            }
+        }
+        load.running.store(active.len(), Ordering::SeqCst);
+        if active.is_empty() {
+            if !open && pending.is_none() {
+                break;
+            }
             continue;
         }
-        load.running.store(1, Ordering::SeqCst);
-        // A panic in the runtime answers 500 and leaves the worker serving.
         // A client that goes away (a timeout, a closed stream) stops its generation.
-        let gone = || job.reply.is_closed();
-        let result = catch_unwind(AssertUnwindSafe(|| match &job.reply {
-            Reply::Once(_) => backend.generate_ids_until(&job.ids, &job.request, None, &gone),
-            Reply::Stream(tx) => {
-                let mut send = |text: &str| {
-                    let _ = tx.send(Event::Text(text.to_owned()));
-                };
-                backend.generate_ids_until(&job.ids, &job.request, Some(&mut send), &gone)
+        for (job, a, _) in &mut active {
+            if job.reply.is_closed() {
+                a.cancel();
             }
-        }))
-        .unwrap_or_else(|panic| {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(ToString::to_string)
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            Err(BackendError::Failed(format!("generation panicked: {what}")))
-        });
-        load.running.store(0, Ordering::SeqCst);
-        match &result {
-            Ok(c) => tracing::debug!(
-                prompt_tokens = c.prompt_tokens,
-                completion_tokens = c.completion_tokens,
-                "generated in {:.3} s",
-                c.latency_s
-            ),
-            Err(BackendError::Cancelled { completion_tokens }) => {
-                tracing::debug!("the client went away after {completion_tokens} tokens; generation stopped");
-            }
-            Err(e) => tracing::warn!("generation failed: {e}"),
         }
-        match job.reply {
-            Reply::Once(tx) => {
-                let _ = tx.send(result);
+        let mut batch: Vec<Active> = Vec::with_capacity(active.len());
+        let mut jobs = Vec::with_capacity(active.len());
+        for (job, a, need) in active.drain(..) {
+            jobs.push((job, need));
+            batch.push(a);
+        }
+        let stepped = catch_unwind(AssertUnwindSafe(|| backend.step(&mut batch)));
+        let failure = match stepped {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(panic) => Some(format!("generation panicked: {}", panic_message(&*panic))),
+        };
+        // Those that ended leave before they are answered (`/health` counts what still runs).
+        let mut ended = Vec::new();
+        for ((job, need), mut a) in jobs.into_iter().zip(batch) {
+            if failure.is_none() {
+                stream_text(backend, &job, &mut a);
             }
-            Reply::Stream(tx) => {
-                let _ = tx.send(Event::Done(result));
+            if failure.is_some() || a.is_finished() {
+                ended.push((job, a));
+            } else {
+                active.push((job, a, need));
+            }
+        }
+        load.running.store(active.len(), Ordering::SeqCst);
+        for (job, a) in ended {
+            match &failure {
+                Some(why) => reply(job, Err(BackendError::Failed(why.clone()))),
+                None => finish(backend, job, a),
             }
         }
     }
+    load.running.store(0, Ordering::SeqCst);
     tracing::debug!("the generation worker has stopped");
 }

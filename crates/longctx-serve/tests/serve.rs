@@ -429,3 +429,89 @@ fn the_load_test_reports_sane_numbers() {
     assert!(report.to_string().lines().count() == 4);
     server.shutdown().unwrap();
 }
+
+/// Continuous batching: eight clients at once (different prompts and lengths, half of them
+/// streamed, one with a stop string) are decoded together — `/health` sees several running —
+/// and each answer equals the native backend's generation for that request alone.
+#[test]
+fn concurrent_requests_are_batched_and_answer_as_alone() {
+    let server = start(ServerConfig::default());
+    let backend = backend();
+    let questions = [
+        "What is the capital of France?",
+        "Name three colours.",
+        "Count from one to five.",
+        "What do bees make?",
+        "Write a short greeting.",
+        "Why is the sky blue? Answer briefly.",
+        "What is two plus two?",
+        "Say something about the sea.",
+    ];
+    let requests: Vec<GenerationRequest> = questions
+        .iter()
+        .enumerate()
+        .map(|(i, q)| GenerationRequest {
+            prompt: PromptInput::Chat(vec![ChatMessage::new("user", *q)]),
+            max_new_tokens: 8 + 2 * i,
+            stop: if i == 3 { vec!["honey".into()] } else { vec![] },
+            temperature: 0.0,
+            seed: 0,
+        })
+        .collect();
+    let alone: Vec<String> = requests.iter().map(|r| backend.generate(r).unwrap().text).collect();
+    let url = server.url();
+    let peak = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (url, peak, done) = (url.clone(), Arc::clone(&peak), Arc::clone(&done));
+        std::thread::spawn(move || {
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                if let Some(a) = send("GET", &format!("{url}/health"), None) {
+                    let running = a.json()["running"].as_u64().unwrap_or(0);
+                    peak.fetch_max(running, std::sync::atomic::Ordering::SeqCst);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let barrier = Arc::new(Barrier::new(requests.len()));
+    let handles: Vec<_> = requests
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let PromptInput::Chat(messages) = &r.prompt else { unreachable!() };
+            let mut body = json!({"model": "x", "messages": messages, "max_tokens": r.max_new_tokens, "temperature": 0});
+            if !r.stop.is_empty() {
+                body["stop"] = json!(r.stop);
+            }
+            if i % 2 == 1 {
+                body["stream"] = json!(true);
+            }
+            let (url, barrier) = (url.clone(), Arc::clone(&barrier));
+            std::thread::spawn(move || {
+                barrier.wait();
+                let a = send("POST", &format!("{url}/v1/chat/completions"), Some(&body.to_string())).unwrap();
+                assert_eq!(a.status, 200, "{}", a.text);
+                if i % 2 == 1 {
+                    let data = events(&a.text);
+                    data[..data.len() - 1]
+                        .iter()
+                        .filter_map(|e| {
+                            serde_json::from_str::<Value>(e).unwrap()["choices"][0]["delta"]["content"]
+                                .as_str()
+                                .map(str::to_string)
+                        })
+                        .collect::<String>()
+                } else {
+                    a.json()["choices"][0]["message"]["content"].as_str().unwrap().to_string()
+                }
+            })
+        })
+        .collect();
+    let answers: Vec<String> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    watcher.join().unwrap();
+    assert_eq!(answers, alone);
+    let peak = peak.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(peak >= 2, "the requests were never decoded together (peak running {peak})");
+}
