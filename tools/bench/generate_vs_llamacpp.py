@@ -6,7 +6,7 @@ per prompt length (medians of --runs runs) and the ratio longctx / llama.cpp.
     python3 tools/bench/generate_vs_llamacpp.py --model assets/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf \
         --longctx target/release/longctx --prompt PROMPT.json [--threads 1] [--runs 3] [--lengths 512,2048,6000] [--gen 128]
 
-llama.cpp runs with its defaults for a CPU (f16 KV cache, n_batch 2048 / n_ubatch 512), and
+longctx runs with `--kv-cache f16` by default (llama.cpp's cache type); llama.cpp runs with its defaults for a CPU (f16 KV cache, n_batch 2048 / n_ubatch 512), and
 `--no-extra-bufts` turns off its weight repacking / AMX buffers (AMX faults on machines whose
 kernel does not grant it). Both sides decode greedily, ignoring EOS.
 """
@@ -55,7 +55,7 @@ def llamacpp_runs(args, ids, lengths):
 def longctx_runs(args, lengths):
     cmd = [args.longctx, "bench", "generate", "--model", args.model, "--prompt-tokens",
            ",".join(map(str, lengths)), "--gen-tokens", str(args.gen), "--threads", str(args.threads),
-           "--prompt-ids", args.prompt, "--json"]
+           "--prompt-ids", args.prompt, "--kv-cache", args.kv_cache, "--json"]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return [json.loads(line) for line in out.splitlines() if line.strip()]
 
@@ -70,6 +70,8 @@ def main():
     ap.add_argument("--lengths", default="512,2048,6000")
     ap.add_argument("--gen", type=int, default=128)
     ap.add_argument("--no-extra-bufts", action="store_true")
+    ap.add_argument("--kv-cache", default="f16", choices=["f16", "f32"],
+                    help="longctx's KV cache type (llama.cpp's default cache is f16)")
     args = ap.parse_args()
     lengths = [int(x) for x in args.lengths.split(",")]
     ids = json.load(open(args.prompt))["token_ids"]

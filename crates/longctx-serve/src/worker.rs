@@ -168,98 +168,102 @@ fn finish(backend: &NativeBackend, job: Job, active: Active) {
     reply(job, result);
 }
 
-/// Continuous batching: requests join at step boundaries (their prompts prefilled one at a
-/// time), every step decodes one token of each request in one forward pass, and finished or
-/// abandoned requests leave after the step that ended them.
-fn run(backend: &NativeBackend, rx: &Receiver<Job>, load: &Load, limits: BatchLimits) {
-    let mut active: Vec<(Job, Active, usize)> = Vec::new();
-    // A job taken from the queue that waits for KV cache room.
-    let mut pending: Option<Job> = None;
-    let mut open = true;
-    loop {
-        // Admit what fits.
-        while active.len() < limits.max_batch.max(1) {
-            let job = if let Some(job) = pending.take() {
-                job
-            } else if active.is_empty() && open {
-                match rx.recv() {
-                    Ok(job) => {
-                        load.waiting.fetch_sub(1, Ordering::SeqCst);
-                        job
-                    }
-                    Err(_) => {
-                        open = false;
-                        break;
-                    }
-                }
-            } else if open {
-                match rx.try_recv() {
-                    Ok(job) => {
-                        load.waiting.fetch_sub(1, Ordering::SeqCst);
-                        job
-                    }
-                    Err(TryRecvError::Empty) => break,
-                    Err(TryRecvError::Disconnected) => {
-                        open = false;
-                        break;
-                    }
-                }
-            } else {
-                break;
-            };
+/// The worker's state: the requests being decoded (with the KV cache bytes each holds), a
+/// job that waits for room, and whether the queue is still open.
+struct Batcher<'a> {
+    backend: &'a NativeBackend,
+    load: &'a Load,
+    limits: BatchLimits,
+    active: Vec<(Job, Active, usize)>,
+    pending: Option<Job>,
+    open: bool,
+}
+
+impl Batcher<'_> {
+    /// The next job to admit: the one waiting for room, else a queued one (waiting for one
+    /// when nothing runs); `None` when there is none now (or the queue has closed).
+    fn next_job(&mut self, rx: &Receiver<Job>) -> Option<Job> {
+        if let Some(job) = self.pending.take() {
+            return Some(job);
+        }
+        if !self.open {
+            return None;
+        }
+        let received = if self.active.is_empty() {
+            rx.recv().map_err(|_| TryRecvError::Disconnected)
+        } else {
+            rx.try_recv()
+        };
+        match received {
+            Ok(job) => {
+                self.load.waiting.fetch_sub(1, Ordering::SeqCst);
+                Some(job)
+            }
+            Err(TryRecvError::Empty) => None,
+            Err(TryRecvError::Disconnected) => {
+                self.open = false;
+                None
+            }
+        }
+    }
+
+    /// Admits jobs while there is room: each one's prompt is prefilled and its first token
+    /// chosen; one that ends there is answered at once.
+    fn admit(&mut self, rx: &Receiver<Job>) {
+        while self.active.len() < self.limits.max_batch.max(1) {
+            let Some(job) = self.next_job(rx) else { break };
             if job.reply.is_closed() {
                 tracing::debug!("the client went away before its request started; skipped");
                 continue;
             }
-            let need = backend.kv_cache_bytes(job.ids.len() + job.request.max_new_tokens);
-            let held: usize = active.iter().map(|a| a.2).sum();
-            if !active.is_empty() && held + need > limits.kv_budget_bytes {
-                pending = Some(job);
+            let need = self.backend.kv_cache_bytes(job.ids.len() + job.request.max_new_tokens);
+            let held: usize = self.active.iter().map(|a| a.2).sum();
+            if !self.active.is_empty() && held + need > self.limits.kv_budget_bytes {
+                self.pending = Some(job);
                 break;
             }
-            load.running.store(active.len() + 1, Ordering::SeqCst);
+            self.load.running.store(self.active.len() + 1, Ordering::SeqCst);
             // A panic in the runtime answers 500 and leaves the worker serving.
-            match catch_unwind(AssertUnwindSafe(|| backend.start(&job.ids, &job.request))) {
+            let started = catch_unwind(AssertUnwindSafe(|| self.backend.start(&job.ids, &job.request)));
+            match started {
+                Ok(Ok(mut a)) if !a.is_finished() => {
+                    stream_text(self.backend, &job, &mut a);
+                    self.active.push((job, a, need));
+                }
                 Ok(Ok(mut a)) => {
-                    stream_text(backend, &job, &mut a);
-                    if a.is_finished() {
-                        load.running.store(active.len(), Ordering::SeqCst);
-                        finish(backend, job, a);
-                    } else {
-                        active.push((job, a, need));
-                    }
+                    stream_text(self.backend, &job, &mut a);
+                    self.load.running.store(self.active.len(), Ordering::SeqCst);
+                    finish(self.backend, job, a);
                 }
                 Ok(Err(e)) => {
-                    load.running.store(active.len(), Ordering::SeqCst);
+                    self.load.running.store(self.active.len(), Ordering::SeqCst);
                     reply(job, Err(e));
                 }
                 Err(panic) => {
-                    load.running.store(active.len(), Ordering::SeqCst);
-                    reply(job, Err(BackendError::Failed(format!("generation panicked: {}", panic_message(&*panic)))));
+                    self.load.running.store(self.active.len(), Ordering::SeqCst);
+                    let why = format!("generation panicked: {}", panic_message(&*panic));
+                    reply(job, Err(BackendError::Failed(why)));
                 }
             }
         }
-        load.running.store(active.len(), Ordering::SeqCst);
-        if active.is_empty() {
-            if !open && pending.is_none() {
-                break;
-            }
-            continue;
-        }
+        self.load.running.store(self.active.len(), Ordering::SeqCst);
+    }
+
+    /// One token for every active request in one forward pass; those that end (or whose
+    /// client has gone away) leave and are answered.
+    fn step(&mut self) {
         // A client that goes away (a timeout, a closed stream) stops its generation.
-        for (job, a, _) in &mut active {
+        for (job, a, _) in &mut self.active {
             if job.reply.is_closed() {
                 a.cancel();
             }
         }
-        let mut batch: Vec<Active> = Vec::with_capacity(active.len());
-        let mut jobs = Vec::with_capacity(active.len());
-        for (job, a, need) in active.drain(..) {
+        let (mut jobs, mut batch) = (Vec::with_capacity(self.active.len()), Vec::with_capacity(self.active.len()));
+        for (job, a, need) in self.active.drain(..) {
             jobs.push((job, need));
             batch.push(a);
         }
-        let stepped = catch_unwind(AssertUnwindSafe(|| backend.step(&mut batch)));
-        let failure = match stepped {
+        let failure = match catch_unwind(AssertUnwindSafe(|| self.backend.step(&mut batch))) {
             Ok(Ok(())) => None,
             Ok(Err(e)) => Some(e.to_string()),
             Err(panic) => Some(format!("generation panicked: {}", panic_message(&*panic))),
@@ -268,21 +272,38 @@ fn run(backend: &NativeBackend, rx: &Receiver<Job>, load: &Load, limits: BatchLi
         let mut ended = Vec::new();
         for ((job, need), mut a) in jobs.into_iter().zip(batch) {
             if failure.is_none() {
-                stream_text(backend, &job, &mut a);
+                stream_text(self.backend, &job, &mut a);
             }
             if failure.is_some() || a.is_finished() {
                 ended.push((job, a));
             } else {
-                active.push((job, a, need));
+                self.active.push((job, a, need));
             }
         }
-        load.running.store(active.len(), Ordering::SeqCst);
+        self.load.running.store(self.active.len(), Ordering::SeqCst);
         for (job, a) in ended {
             match &failure {
                 Some(why) => reply(job, Err(BackendError::Failed(why.clone()))),
-                None => finish(backend, job, a),
+                None => finish(self.backend, job, a),
             }
         }
+    }
+}
+
+/// Continuous batching: requests join at step boundaries (their prompts prefilled one at a
+/// time), every step decodes one token of each request in one forward pass, and finished or
+/// abandoned requests leave after the step that ended them.
+fn run(backend: &NativeBackend, rx: &Receiver<Job>, load: &Load, limits: BatchLimits) {
+    let mut batcher = Batcher { backend, load, limits, active: Vec::new(), pending: None, open: true };
+    loop {
+        batcher.admit(rx);
+        if batcher.active.is_empty() {
+            if !batcher.open && batcher.pending.is_none() {
+                break;
+            }
+            continue;
+        }
+        batcher.step();
     }
     load.running.store(0, Ordering::SeqCst);
     tracing::debug!("the generation worker has stopped");
