@@ -284,7 +284,11 @@ fn scoring_equals_rulers_evaluate_py() {
         let outputs = strings(&l["outputs"]);
         let post = postprocess(pred);
         assert_eq!(post, l["post"].as_str().unwrap(), "line {i}: {pred:?}");
-        assert_eq!(task_score(metric, &[post], std::slice::from_ref(&outputs)), l["score"].as_f64().unwrap(), "line {i}: {pred:?}");
+        assert_eq!(
+            task_score(metric, &[post], std::slice::from_ref(&outputs)),
+            l["score"].as_f64().unwrap(),
+            "line {i}: {pred:?}"
+        );
         groups.entry((name.to_string(), l["length"].as_u64().unwrap())).or_default().push(Line {
             pred: pred.to_string(),
             answers: outputs,

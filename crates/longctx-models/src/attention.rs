@@ -162,7 +162,8 @@ impl DecodeAttention {
         }
         let mut out = vec![0f32; b * kvh * rep * d];
         #[cfg(target_arch = "x86_64")]
-        let avx2 = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c");
+        let avx2 =
+            is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c");
         #[cfg(not(target_arch = "x86_64"))]
         let avx2 = false;
         out.par_chunks_mut(rep * d).enumerate().for_each(|(g, out_g)| {

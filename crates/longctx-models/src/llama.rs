@@ -621,7 +621,12 @@ impl Attention {
         // One new token in f32 without gradients, on the CPU: the fused decoding kernel (over
         // an f32 or f16 cache).
         let fused = q.device().is_cpu() && !q.track_op() && !k.track_op();
-        if s == 1 && q.dtype() == DType::F32 && fused && k.dtype() == v.dtype() && matches!(k.dtype(), DType::F32 | DType::F16) {
+        if s == 1
+            && q.dtype() == DType::F32
+            && fused
+            && k.dtype() == v.dtype()
+            && matches!(k.dtype(), DType::F32 | DType::F16)
+        {
             let lo = self.sliding_window.map_or(0, |w| (offset + 1).saturating_sub(w));
             let n = k.dim(2)? - lo;
             let qg = q.reshape((b, kvh, rep, d))?;

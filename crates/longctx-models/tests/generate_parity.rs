@@ -134,9 +134,11 @@ fn batched_decoding_equals_decoding_alone() {
         while done.iter().any(Option::is_none) {
             for (i, p) in prompts.iter().enumerate() {
                 if step == 3 * i {
-                    let params = GenerationParams { max_new_tokens: budgets[i], ignore_eos: true, ..Default::default() };
+                    let params =
+                        GenerationParams { max_new_tokens: budgets[i], ignore_eos: true, ..Default::default() };
                     let mut seq = model.new_sequence(p.len() + budgets[i]);
-                    let logits = model.with_sequence(&mut seq, |m| prefill(m, p, params.prefill_chunk, &Device::Cpu)).unwrap();
+                    let logits =
+                        model.with_sequence(&mut seq, |m| prefill(m, p, params.prefill_chunk, &Device::Cpu)).unwrap();
                     let mut d = Decoding::new(&params, &[], p.len());
                     match d.step(&logits, &|_| String::new(), &mut |_| true).unwrap() {
                         Some(next) => active.push((i, seq, d, next)),

@@ -838,7 +838,11 @@ side = "end"
         fn generate(&self, request: &GenerationRequest) -> Result<Completion, BackendError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
             let PromptInput::Chat(m) = &request.prompt else { panic!("RULER prompts are chats") };
-            assert_eq!((m.len(), m[1].role.as_str()), (2, "assistant"), "the answer prefix starts the assistant's turn");
+            assert_eq!(
+                (m.len(), m[1].role.as_str()),
+                (2, "assistant"),
+                "the answer prefix starts the assistant's turn"
+            );
             let user = &m[0].content;
             let text = if user.len() < self.short {
                 user.clone()
@@ -908,15 +912,23 @@ kind = "full"
         assert_eq!(backend.calls.load(Ordering::SeqCst), 40);
         let dir = out.path().join("r/full");
         let line = &crate::store::read_lines(&dir.join("niah_single_1-8192.jsonl")).unwrap()[4];
-        assert_eq!((line["task"].as_str(), line["target_length"].as_u64(), line["depth"].as_f64()), (Some("niah_single_1"), Some(8192), Some(100.0)));
-        assert!(line["length"].as_u64().unwrap() <= 8192 && line["fitted_tokens"].as_u64().unwrap() + 128 <= 8192, "{line}");
+        assert_eq!(
+            (line["task"].as_str(), line["target_length"].as_u64(), line["depth"].as_f64()),
+            (Some("niah_single_1"), Some(8192), Some(100.0))
+        );
+        assert!(
+            line["length"].as_u64().unwrap() <= 8192 && line["fitted_tokens"].as_u64().unwrap() + 128 <= 8192,
+            "{line}"
+        );
         let result: Value = serde_json::from_str(&fs_err::read_to_string(dir.join("result.json")).unwrap()).unwrap();
         assert_eq!(result["suite"], "ruler");
         assert_eq!(result["average"]["4096"], 100.0, "{result}");
         assert!(result["average"]["8192"].as_f64().unwrap() < 85.6, "{result}");
         assert_eq!(result["effective_length"], 4096, "{result}");
         let depth = |d: f64, l: u64| {
-            result["depth"].as_array().unwrap().iter().find(|c| c["depth"] == d && c["length"] == l).unwrap()["score"].as_f64().unwrap()
+            result["depth"].as_array().unwrap().iter().find(|c| c["depth"] == d && c["length"] == l).unwrap()["score"]
+                .as_f64()
+                .unwrap()
         };
         assert_eq!((depth(0.0, 4096), depth(100.0, 4096)), (100.0, 100.0));
         assert_eq!((depth(0.0, 8192), depth(100.0, 8192)), (100.0, 0.0));

@@ -4,8 +4,8 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
-pub use longctx_backends::native::{Dtype, KvCacheType};
 use longctx_backends::native::NativeOptions;
+pub use longctx_backends::native::{Dtype, KvCacheType};
 
 use crate::faults::Faults;
 use crate::server::ServerConfig;

@@ -161,7 +161,8 @@ impl Server {
             .block_on(tokio::net::TcpListener::bind(config.addr))
             .map_err(io(&format!("binding {}", config.addr)))?;
         let addr = listener.local_addr().map_err(io("reading the bound address"))?;
-        let (queue, worker) = worker::spawn(Arc::clone(&backend), config.queue, config.batch).map_err(io("starting the worker"))?;
+        let (queue, worker) =
+            worker::spawn(Arc::clone(&backend), config.queue, config.batch).map_err(io("starting the worker"))?;
         let (stop, stopping) = watch::channel(false);
         let model = config.served_model_name.clone().unwrap_or_else(|| backend.name().to_string());
         let state = Arc::new(AppState {

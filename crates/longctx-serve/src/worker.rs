@@ -189,11 +189,8 @@ impl Batcher<'_> {
         if !self.open {
             return None;
         }
-        let received = if self.active.is_empty() {
-            rx.recv().map_err(|_| TryRecvError::Disconnected)
-        } else {
-            rx.try_recv()
-        };
+        let received =
+            if self.active.is_empty() { rx.recv().map_err(|_| TryRecvError::Disconnected) } else { rx.try_recv() };
         match received {
             Ok(job) => {
                 self.load.waiting.fetch_sub(1, Ordering::SeqCst);

@@ -480,7 +480,8 @@ fn concurrent_requests_are_batched_and_answer_as_alone() {
         .enumerate()
         .map(|(i, r)| {
             let PromptInput::Chat(messages) = &r.prompt else { unreachable!() };
-            let mut body = json!({"model": "x", "messages": messages, "max_tokens": r.max_new_tokens, "temperature": 0});
+            let mut body =
+                json!({"model": "x", "messages": messages, "max_tokens": r.max_new_tokens, "temperature": 0});
             if !r.stop.is_empty() {
                 body["stop"] = json!(r.stop);
             }

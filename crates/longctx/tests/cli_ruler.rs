@@ -90,7 +90,10 @@ kind = "full"
     assert_eq!(result["depth"].as_array().unwrap().len(), 4, "{result}");
     // The report (written by the run) has the three views.
     let md = fs_err::read_to_string(run.join("report/report.md")).unwrap();
-    assert!(md.contains("| Variant | Claimed length | Effective length | 768 | 1K | Avg. | wAvg. (inc) | wAvg. (dec) |"), "{md}");
+    assert!(
+        md.contains("| Variant | Claimed length | Effective length | 768 | 1K | Avg. | wAvg. (inc) | wAvg. (dec) |"),
+        "{md}"
+    );
     assert!(md.contains("| full | 8K |"), "{md}");
     assert!(md.contains("full: task × length") && md.contains("| niah_single_1 |"), "{md}");
     assert!(md.contains("full: needle depth × length") && md.contains("| 100 % |"), "{md}");
@@ -125,7 +128,8 @@ fn ruler_generate_writes_fitted_samples_and_refuses_bad_input() {
     }
     // The same seed, the same samples.
     let again = dir.path().join("again.jsonl");
-    let out = run(&["--task", "niah_multikey_2", "--length", "1024", "--samples", "3", "--out", again.to_str().unwrap()]);
+    let out =
+        run(&["--task", "niah_multikey_2", "--length", "1024", "--samples", "3", "--out", again.to_str().unwrap()]);
     assert!(out.status.success());
     assert_eq!(fs_err::read_to_string(&again).unwrap(), fs_err::read_to_string(&out_file).unwrap());
 
