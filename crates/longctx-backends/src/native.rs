@@ -222,11 +222,7 @@ impl NativeBackend {
         if let Some(adapter) = &options.adapter {
             name = format!("{name}+{}", base_name(adapter));
         }
-        let kv_dtype = options.kv_cache.map_or(
-            if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) { DType::F32 } else { options.dtype },
-            KvCacheType::candle,
-        );
-        let kv_bytes_per_token = loaded.model.config().kv_cache_bytes(1, kv_dtype.size_in_bytes());
+        let kv_bytes_per_token = loaded.model.config().kv_cache_bytes(1, loaded.model.kv_cache_dtype().size_in_bytes());
         Ok(Self {
             kv_bytes_per_token,
             model: Mutex::new(loaded.model),
@@ -312,8 +308,7 @@ impl NativeBackend {
         };
         let g = {
             let mut model = self.lock();
-            generate_with(&mut *model, ids, &params, &self.device, &decode, &mut stream)
-                .map_err(|e| BackendError::Failed(format!("generation failed: {e}")))?
+            generate_with(&mut *model, ids, &params, &self.device, &decode, &mut stream).map_err(failed)?
         };
         if let (Some(on_text), Some(piece)) = (on_text, text.rest(&g.text)) {
             on_text(&piece);
@@ -355,14 +350,15 @@ impl NativeBackend {
         }
         let started = Instant::now();
         let params = self.params(request);
-        let failed = |e: candle_core::Error| BackendError::Failed(format!("generation failed: {e}"));
-        let mut model = self.lock();
-        let mut seq = model.new_sequence(ids.len() + request.max_new_tokens);
-        let logits =
-            model.with_sequence(&mut seq, |m| prefill(m, ids, params.prefill_chunk, &self.device)).map_err(failed)?;
-        drop(model);
+        let (logits, mut decoding, seq) = {
+            let mut model = self.lock();
+            let mut seq = model.new_sequence(ids.len() + request.max_new_tokens);
+            let logits = model
+                .with_sequence(&mut seq, |m| prefill(m, ids, params.prefill_chunk, &self.device))
+                .map_err(failed)?;
+            (logits, Decoding::new(&params, &model.config().eos_token_ids, ids.len()), seq)
+        };
         let prefill_s = started.elapsed().as_secs_f64();
-        let mut decoding = Decoding::new(&params, &self.config_eos(), ids.len());
         let next = decoding.step(&logits, &|t| self.decode(t), &mut |_| true).map_err(failed)?;
         Ok(Active {
             seq,
@@ -376,14 +372,9 @@ impl NativeBackend {
         })
     }
 
-    fn config_eos(&self) -> Vec<u32> {
-        self.lock().config().eos_token_ids.clone()
-    }
-
     /// One decoding step of every unfinished, uncancelled request of `batch` in a single
     /// forward pass; each chooses its next token exactly as it would decoded alone.
     pub fn step(&self, batch: &mut [Active]) -> Result<(), BackendError> {
-        let failed = |e: candle_core::Error| BackendError::Failed(format!("generation failed: {e}"));
         let mut running: Vec<&mut Active> = batch.iter_mut().filter(|a| a.next.is_some() && !a.cancelled).collect();
         if running.is_empty() {
             return Ok(());
@@ -495,6 +486,11 @@ impl TextStream {
             piece
         })
     }
+}
+
+/// A runtime error during generation.
+fn failed(e: candle_core::Error) -> BackendError {
+    BackendError::Failed(format!("generation failed: {e}"))
 }
 
 fn completion(g: Generation, started: Instant) -> Result<Completion, BackendError> {

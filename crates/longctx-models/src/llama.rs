@@ -875,6 +875,12 @@ impl Llama {
         self.lm_head.forward(&self.norm.forward(&h)?)?.squeeze(0)
     }
 
+    /// The dtype the KV cache holds keys and values in: the one set with
+    /// [`Llama::set_kv_cache_dtype`], else the model's activation dtype.
+    pub fn kv_cache_dtype(&self) -> DType {
+        self.layers.first().and_then(|l| l.attn.cache.dtype).unwrap_or(self.norm.weight.dtype())
+    }
+
     /// Stores the KV cache in `dtype` (`None`: the model's dtype); clears the cache. An f16
     /// cache of an f32 model halves its memory; attention reads it back in f32.
     pub fn set_kv_cache_dtype(&mut self, dtype: Option<DType>) {

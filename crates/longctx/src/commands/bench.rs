@@ -29,7 +29,7 @@ pub(crate) fn generate_bench(args: &BenchGenerateArgs) -> Result<()> {
     let mut loaded =
         model::load(&args.model, args.dtype, args.rope_scaling.as_deref(), args.adapter.as_deref(), &device)?;
     loaded.model.set_kv_cache_dtype(args.kv_cache.map(KvCacheType::candle));
-    let kv_dtype = args.kv_cache.map_or(args.dtype.candle(), KvCacheType::candle);
+    let kv_dtype = loaded.model.kv_cache_dtype();
     let config = loaded.model.config().clone();
     let vocab = config.vocab_size as u32;
     let longest = args.prompt_tokens.iter().copied().max().unwrap_or(0);

@@ -44,7 +44,7 @@ pub(crate) fn run(args: &GenerateArgs) -> Result<()> {
     let config = loaded.model.config().clone();
     let total = ids.len() + args.max_new_tokens;
     loaded.model.set_kv_cache_dtype(args.kv_cache.map(KvCacheType::candle));
-    let dtype_bytes = args.kv_cache.map_or(args.dtype.candle(), KvCacheType::candle).size_in_bytes();
+    let dtype_bytes = loaded.model.kv_cache_dtype().size_in_bytes();
     let kv_bytes = config.kv_cache_bytes(total, dtype_bytes);
     let scratch = config.attention_scratch_bytes(args.prefill_chunk, total, ATTENTION_CHUNK);
     let needed = loaded.weight_bytes as f64 + kv_bytes as f64 + scratch as f64;
