@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use longctx_context::chunk::ChunkConfig;
 use longctx_context::embed::SentenceEmbedder;
 use longctx_context::rag::{Order, Retrieval};
+use longctx_models::encoder::Precision;
 use serde_json::Value;
 
 fn root() -> PathBuf {
@@ -53,6 +54,49 @@ fn embeddings_equal_sentence_transformers() {
         eprintln!("batch {batch}: max |Δ| = {worst:.2e}");
         assert!(worst <= 1e-5, "batch {batch}: max abs difference {worst}");
     }
+}
+
+/// bf16 dense layers (AMX where the CPU has it): not sentence-transformers' numbers, but close
+/// to them, with the figures printed.
+#[test]
+fn bf16_embeddings_stay_close_to_sentence_transformers() {
+    let fx = fixture("minilm_embeddings.json");
+    let cases = fx["cases"].as_array().unwrap();
+    let texts: Vec<&str> = cases.iter().map(|c| c["text"].as_str().unwrap()).collect();
+    let model = embedder().with_precision(Precision::Bf16).unwrap();
+    let got = model.embed_texts(&texts).unwrap();
+    let (mut worst, mut min_cos) = (0f32, 1f32);
+    for (c, v) in cases.iter().zip(&got) {
+        let want: Vec<f32> = serde_json::from_value(c["embedding"].clone()).unwrap();
+        worst = v.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(worst, f32::max);
+        // Both vectors have unit length.
+        min_cos = min_cos.min(v.iter().zip(&want).map(|(a, b)| a * b).sum());
+    }
+    eprintln!("bf16 (AMX {}): max |Δ| = {worst:.2e}, min cosine {min_cos:.7}", longctx_models::amx::available());
+    assert!(worst > 1e-6, "bf16 gave f32's vectors: the bf16 path did not run");
+    assert!(worst < 5e-3 && min_cos > 0.9999, "max |Δ| {worst}, min cosine {min_cos}");
+
+    // Retrieval: the share of sentence-transformers' top-k chunks that bf16 also ranks top-k.
+    let fx = fixture("rag_topk.json");
+    let (mut shared, mut total) = (0usize, 0usize);
+    for s in fx["samples"].as_array().unwrap() {
+        let dataset = s["dataset"].as_str().unwrap();
+        let path = root().join("tests/data/longbench").join(format!("{dataset}.jsonl"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let line = text.lines().nth(s["line"].as_u64().unwrap() as usize).unwrap();
+        let record: Value = serde_json::from_str(line).unwrap();
+        let (context, query) = (record["context"].as_str().unwrap(), record["input"].as_str().unwrap());
+        let r = Retrieval::new(context, query, &ChunkConfig::default(), &model, None).unwrap();
+        for (k, want) in s["topk"].as_object().unwrap() {
+            let k: usize = k.parse().unwrap();
+            let ids: Vec<usize> = serde_json::from_value(want["ids_by_score"].clone()).unwrap();
+            shared += r.ranking.iter().take(k).filter(|h| ids.contains(&h.id)).count();
+            total += ids.len();
+        }
+    }
+    let agreement = shared as f64 / total as f64;
+    eprintln!("bf16 top-k agreement on the retrieval fixtures: {shared}/{total} = {agreement:.3}");
+    assert!(agreement >= 0.95, "top-k agreement {agreement}");
 }
 
 #[test]

@@ -18,8 +18,42 @@ use candle_nn::{Embedding, LayerNorm, Linear, VarBuilder};
 use rayon::prelude::*;
 use serde::Deserialize;
 
+use crate::amx::Bf16Linear;
 use crate::sgemm::PackedLinear;
 use crate::ModelError;
+
+/// The number format of an encoder's dense layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// f32 weights and activations: the results of transformers in f32 (the default).
+    #[default]
+    F32,
+    /// Weights and activations rounded to bf16, products accumulated in f32 (as PyTorch's
+    /// bf16 matmul): on Intel AMX several times faster; norms, attention and GELU stay f32.
+    Bf16,
+}
+
+impl std::str::FromStr for Precision {
+    type Err = ModelError;
+
+    fn from_str(s: &str) -> Result<Self, ModelError> {
+        match s {
+            "f32" => Ok(Self::F32),
+            "bf16" => Ok(Self::Bf16),
+            other => Err(ModelError::Load(format!("unknown precision `{other}` (f32 or bf16)"))),
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::F32 => "f32",
+            Self::Bf16 => "bf16",
+        })
+    }
+}
 
 /// The fields of an encoder's `config.json` that the forward pass needs.
 #[derive(Debug, Clone, Deserialize)]
@@ -137,8 +171,9 @@ pub struct Encoder {
     layers: Vec<Layer>,
     head: Head,
     device: Device,
-    /// The layers packed for the CPU fast path (AVX-512), when it applies.
+    /// The layers packed for the CPU fast path (AVX-512, or any CPU in bf16), when it applies.
     packed: Option<Vec<PackedLayer>>,
+    precision: Precision,
 }
 
 /// Buffers of the CPU fast path, reused from layer to layer.
@@ -150,22 +185,58 @@ struct Scratch {
     inter: Vec<f32>,
 }
 
-/// A layer with its weights packed for [`PackedLinear`] and its norms as plain vectors.
+/// A layer with its weights packed for [`PackedLinear`] or [`Bf16Linear`] and its norms as
+/// plain vectors.
 #[derive(Debug)]
 struct PackedLayer {
-    qkv: PackedLinear,
-    attn_out: PackedLinear,
+    qkv: Dense,
+    attn_out: Dense,
     attn_norm: (Vec<f32>, Vec<f32>),
-    intermediate: PackedLinear,
-    output: PackedLinear,
+    intermediate: Dense,
+    output: Dense,
     out_norm: (Vec<f32>, Vec<f32>),
 }
 
-fn pack(l: &Linear) -> candle_core::Result<PackedLinear> {
+/// A dense layer of the fast path, in the encoder's precision.
+#[derive(Debug)]
+enum Dense {
+    F32(PackedLinear),
+    Bf16(Bf16Linear),
+}
+
+impl Dense {
+    fn forward_into(&self, x: &[f32], m: usize, out: &mut Vec<f32>) {
+        match self {
+            Self::F32(l) => l.forward_into(x, m, out),
+            Self::Bf16(l) => l.forward_into(x, m, out),
+        }
+    }
+}
+
+fn pack(l: &Linear, precision: Precision) -> candle_core::Result<Dense> {
     let (n, k) = l.weight().dims2()?;
     let w: Vec<f32> = l.weight().flatten_all()?.to_vec1()?;
     let b: Option<Vec<f32>> = l.bias().map(Tensor::to_vec1).transpose()?;
-    Ok(PackedLinear::new(&w, n, k, b.as_deref()))
+    Ok(match precision {
+        Precision::F32 => Dense::F32(PackedLinear::new(&w, n, k, b.as_deref())),
+        Precision::Bf16 => Dense::Bf16(Bf16Linear::new(&w, n, k, b.as_deref())),
+    })
+}
+
+fn pack_layers(layers: &[Layer], precision: Precision) -> candle_core::Result<Vec<PackedLayer>> {
+    layers
+        .iter()
+        .map(|l| {
+            Ok(PackedLayer {
+                qkv: pack(&l.qkv, precision)?,
+                attn_out: pack(&l.attn_out, precision)?,
+                attn_norm: norm_vecs(&l.attn_norm)?,
+                intermediate: pack(&l.intermediate, precision)?,
+                output: pack(&l.output, precision)?,
+                out_norm: norm_vecs(&l.out_norm)?,
+            })
+        })
+        .collect()
 }
 
 fn norm_vecs(n: &LayerNorm) -> candle_core::Result<(Vec<f32>, Vec<f32>)> {
@@ -309,24 +380,38 @@ impl Encoder {
         };
         let device = vb.device().clone();
         let packed = if device.is_cpu() && crate::sgemm::available() {
-            let p = layers
-                .iter()
-                .map(|l| {
-                    Ok(PackedLayer {
-                        qkv: pack(&l.qkv)?,
-                        attn_out: pack(&l.attn_out)?,
-                        attn_norm: norm_vecs(&l.attn_norm)?,
-                        intermediate: pack(&l.intermediate)?,
-                        output: pack(&l.output)?,
-                        out_norm: norm_vecs(&l.out_norm)?,
-                    })
-                })
-                .collect::<candle_core::Result<Vec<_>>>()?;
-            Some(p)
+            Some(pack_layers(&layers, Precision::F32)?)
         } else {
             None
         };
-        Ok(Self { config, word, position, token_type, emb_norm, layers, head, device, packed })
+        let precision = Precision::F32;
+        Ok(Self { config, word, position, token_type, emb_norm, layers, head, device, packed, precision })
+    }
+
+    /// Runs the dense layers in `precision` from now on (the weights are packed again).
+    /// `bf16` runs on the CPU only; it is fast where the CPU has AMX-BF16 ([`crate::amx`]) and
+    /// gives the same numbers, slowly, elsewhere.
+    pub fn set_precision(&mut self, precision: Precision) -> Result<(), ModelError> {
+        if precision == self.precision {
+            return Ok(());
+        }
+        self.packed = match precision {
+            Precision::Bf16 if !self.device.is_cpu() => {
+                return Err(ModelError::Load("bf16 encoder layers run on the CPU only".into()));
+            }
+            Precision::Bf16 => Some(pack_layers(&self.layers, precision)?),
+            Precision::F32 if self.device.is_cpu() && crate::sgemm::available() => {
+                Some(pack_layers(&self.layers, precision)?)
+            }
+            Precision::F32 => None,
+        };
+        self.precision = precision;
+        Ok(())
+    }
+
+    /// The number format of the dense layers.
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// The configuration.
@@ -555,85 +640,235 @@ impl Encoder {
 
 /// Attention of one packed sequence (tokens `start..start + n` of `qkv`, `[T, 3H]`) over
 /// itself, into `piece` (`[n, H]`).
+///
+/// Per head, the keys are transposed and padded to whole lanes (`[d, np]`) and the values
+/// padded to whole lanes (`[n, dp]`); four queries at a time share every loaded lane of keys
+/// and values, so that eight independent sums are in flight. Each score is the sum over `d`
+/// in order, each output the sum over the keys in order, as a plain loop computes them; the
+/// softmax's maximum and sum run in 16 lanes.
 #[inline(always)]
 fn attend_body(qkv: &[f32], start: usize, n: usize, piece: &mut [f32], h: usize, heads: usize, scale: f32) {
     const L: usize = 16;
+    const Q: usize = 4;
     let d = h / heads;
-    // Keys transposed and padded to whole lanes (`[d, np]`), so that 16 scores at a time
-    // accumulate in registers; values as rows (`[n, d]`).
     let np = n.div_ceil(L) * L;
-    let mut scores = vec![0f32; np];
+    let dp = d.div_ceil(L) * L;
     let mut keys_t = vec![0f32; d * np];
-    let mut values = vec![0f32; n * d];
+    let mut values = vec![0f32; n * dp];
+    let mut scores = vec![0f32; Q * np];
+    let mut queries = vec![0f32; Q * d];
+    let mut inv = [0f32; Q];
     for head in 0..heads {
         for j in 0..n {
             let row = &qkv[(start + j) * 3 * h..][..3 * h];
             for (t, &k) in row[h + head * d..][..d].iter().enumerate() {
                 keys_t[t * np + j] = k;
             }
-            values[j * d..][..d].copy_from_slice(&row[2 * h + head * d..][..d]);
+            values[j * dp..][..d].copy_from_slice(&row[2 * h + head * d..][..d]);
         }
-        for i in 0..n {
-            let q = &qkv[(start + i) * 3 * h + head * d..][..d];
-            for j0 in (0..np).step_by(L) {
-                let mut acc = [0f32; L];
-                for (t, &qt) in q.iter().enumerate() {
-                    let kt: &[f32; L] = keys_t[t * np + j0..][..L].try_into().expect("a lane of keys");
-                    for l in 0..L {
-                        acc[l] += qt * kt[l];
-                    }
-                }
-                for l in 0..L {
-                    scores[j0 + l] = acc[l] * scale;
-                }
-            }
-            let live = &mut scores[..n];
-            let max = live.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0f32;
-            for s in live.iter_mut() {
-                *s = exp_f32(*s - max);
-                sum += *s;
-            }
-            let inv = 1.0 / sum;
-            let o = &mut piece[i * h + head * d..][..d];
-            let mut c0 = 0;
-            while c0 < d {
-                let w = L.min(d - c0);
-                let mut acc = [0f32; L];
-                if w == L {
-                    for (&p, v) in live.iter().zip(values.chunks_exact(d)) {
-                        let v: &[f32; L] = v[c0..c0 + L].try_into().expect("a lane of values");
-                        for l in 0..L {
-                            acc[l] += p * v[l];
-                        }
-                    }
+        for i0 in (0..n).step_by(Q) {
+            let qn = Q.min(n - i0);
+            for (r, q) in queries.chunks_exact_mut(d).enumerate() {
+                if r < qn {
+                    q.copy_from_slice(&qkv[(start + i0 + r) * 3 * h + head * d..][..d]);
                 } else {
-                    for (&p, v) in live.iter().zip(values.chunks_exact(d)) {
-                        for l in 0..w {
-                            acc[l] += p * v[c0 + l];
+                    q.fill(0.0);
+                }
+            }
+            for j0 in (0..np).step_by(L) {
+                let mut acc = [[0f32; L]; Q];
+                for t in 0..d {
+                    let kt: &[f32; L] = keys_t[t * np + j0..][..L].try_into().expect("a lane of keys");
+                    for r in 0..Q {
+                        let qt = queries[r * d + t];
+                        for l in 0..L {
+                            acc[r][l] += qt * kt[l];
                         }
                     }
                 }
-                for l in 0..w {
-                    o[c0 + l] = acc[l] * inv;
+                for r in 0..Q {
+                    for l in 0..L {
+                        scores[r * np + j0 + l] = acc[r][l] * scale;
+                    }
                 }
-                c0 += w;
+            }
+            for r in 0..qn {
+                let live = &mut scores[r * np..][..n];
+                let mut mx = [f32::NEG_INFINITY; L];
+                for chunk in live.chunks(L) {
+                    for (m, &v) in mx.iter_mut().zip(chunk) {
+                        *m = if v > *m { v } else { *m };
+                    }
+                }
+                let max = mx.iter().copied().fold(f32::NEG_INFINITY, |a, b| if b > a { b } else { a });
+                for v in live.iter_mut() {
+                    *v = exp_f32(*v - max);
+                }
+                let mut sums = [0f32; L];
+                for chunk in live.chunks(L) {
+                    for (a, &v) in sums.iter_mut().zip(chunk) {
+                        *a += v;
+                    }
+                }
+                inv[r] = 1.0 / sums.iter().sum::<f32>();
+            }
+            for c0 in (0..dp).step_by(L) {
+                let mut acc = [[0f32; L]; Q];
+                for j in 0..n {
+                    let v: &[f32; L] = values[j * dp + c0..][..L].try_into().expect("a lane of values");
+                    for r in 0..Q {
+                        let p = scores[r * np + j];
+                        for l in 0..L {
+                            acc[r][l] += p * v[l];
+                        }
+                    }
+                }
+                let w = L.min(d - c0);
+                for r in 0..qn {
+                    let o = &mut piece[(i0 + r) * h + head * d + c0..][..w];
+                    for (l, o) in o.iter_mut().enumerate() {
+                        *o = acc[r][l] * inv[r];
+                    }
+                }
             }
         }
     }
 }
 
+/// [`attend_body`] in AVX-512 intrinsics: eight queries at a time against 32 keys (scores) or
+/// 32 value lanes (outputs), sixteen independent fused sums in registers; the softmax in
+/// 16 lanes with [`exp_avx512`].
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx2,fma")]
+#[target_feature(enable = "avx512f")]
 unsafe fn attend_avx512(qkv: &[f32], start: usize, n: usize, piece: &mut [f32], h: usize, heads: usize, scale: f32) {
-    attend_body(qkv, start, n, piece, h, heads, scale);
+    use std::arch::x86_64::{
+        __m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_mask_add_ps, _mm512_mask_loadu_ps, _mm512_mask_storeu_ps,
+        _mm512_max_ps, _mm512_mul_ps, _mm512_reduce_add_ps, _mm512_reduce_max_ps, _mm512_set1_ps, _mm512_setzero_ps,
+        _mm512_storeu_ps, _mm512_sub_ps,
+    };
+    const L: usize = 16;
+    const Q: usize = 8;
+    let d = h / heads;
+    // Keys transposed, padded to pairs of lanes (`[d, np]`); values padded to pairs of lanes
+    // (`[n, dp]`); the head's queries as rows padded to whole groups (`[nq, d]`).
+    let np = n.div_ceil(2 * L) * 2 * L;
+    let dp = d.div_ceil(2 * L) * 2 * L;
+    let nq = n.div_ceil(Q) * Q;
+    let mut keys_t = vec![0f32; d * np];
+    let mut values = vec![0f32; n * dp];
+    let mut queries = vec![0f32; nq * d];
+    let mut probs = vec![0f32; Q * np];
+    let mut inv = [0f32; Q];
+    let lane_mask = |w: usize| -> u16 {
+        if w >= L {
+            0xffff
+        } else {
+            ((1u32 << w) - 1) as u16
+        }
+    };
+    for head in 0..heads {
+        for j in 0..n {
+            let row = &qkv[(start + j) * 3 * h..][..3 * h];
+            queries[j * d..][..d].copy_from_slice(&row[head * d..][..d]);
+            for (t, &k) in row[h + head * d..][..d].iter().enumerate() {
+                *keys_t.get_unchecked_mut(t * np + j) = k;
+            }
+            values[j * dp..][..d].copy_from_slice(&row[2 * h + head * d..][..d]);
+        }
+        let (kp, vp, qp, pp) = (keys_t.as_ptr(), values.as_ptr(), queries.as_ptr(), probs.as_mut_ptr());
+        for i0 in (0..n).step_by(Q) {
+            let qn = Q.min(n - i0);
+            for j0 in (0..np).step_by(2 * L) {
+                let mut acc: [[__m512; 2]; Q] = [[_mm512_setzero_ps(); 2]; Q];
+                for t in 0..d {
+                    let k0 = _mm512_loadu_ps(kp.add(t * np + j0));
+                    let k1 = _mm512_loadu_ps(kp.add(t * np + j0 + L));
+                    for (r, a) in acc.iter_mut().enumerate() {
+                        let q = _mm512_set1_ps(*qp.add((i0 + r) * d + t));
+                        a[0] = _mm512_fmadd_ps(q, k0, a[0]);
+                        a[1] = _mm512_fmadd_ps(q, k1, a[1]);
+                    }
+                }
+                let sc = _mm512_set1_ps(scale);
+                for (r, a) in acc.iter().enumerate() {
+                    _mm512_storeu_ps(pp.add(r * np + j0), _mm512_mul_ps(a[0], sc));
+                    _mm512_storeu_ps(pp.add(r * np + j0 + L), _mm512_mul_ps(a[1], sc));
+                }
+            }
+            for (r, inv) in inv.iter_mut().enumerate().take(qn) {
+                let row = pp.add(r * np);
+                let mut mx = _mm512_set1_ps(f32::NEG_INFINITY);
+                for j0 in (0..n).step_by(L) {
+                    let x = _mm512_mask_loadu_ps(_mm512_set1_ps(f32::NEG_INFINITY), lane_mask(n - j0), row.add(j0));
+                    mx = _mm512_max_ps(mx, x);
+                }
+                let max = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
+                let mut sum = _mm512_setzero_ps();
+                for j0 in (0..n).step_by(L) {
+                    let m = lane_mask(n - j0);
+                    let e = exp_avx512(_mm512_sub_ps(_mm512_loadu_ps(row.add(j0)), max));
+                    _mm512_mask_storeu_ps(row.add(j0), m, e);
+                    sum = _mm512_mask_add_ps(sum, m, sum, e);
+                }
+                *inv = 1.0 / _mm512_reduce_add_ps(sum);
+            }
+            for c0 in (0..dp).step_by(2 * L) {
+                let mut acc: [[__m512; 2]; Q] = [[_mm512_setzero_ps(); 2]; Q];
+                for j in 0..n {
+                    let v0 = _mm512_loadu_ps(vp.add(j * dp + c0));
+                    let v1 = _mm512_loadu_ps(vp.add(j * dp + c0 + L));
+                    for (r, a) in acc.iter_mut().enumerate() {
+                        let p = _mm512_set1_ps(*pp.add(r * np + j));
+                        a[0] = _mm512_fmadd_ps(p, v0, a[0]);
+                        a[1] = _mm512_fmadd_ps(p, v1, a[1]);
+                    }
+                }
+                for (r, a) in acc.iter().enumerate().take(qn) {
+                    let o = piece.as_mut_ptr().add((i0 + r) * h + head * d);
+                    let s = _mm512_set1_ps(inv[r]);
+                    if c0 < d {
+                        _mm512_mask_storeu_ps(o.add(c0), lane_mask(d - c0), _mm512_mul_ps(a[0], s));
+                    }
+                    if c0 + L < d {
+                        _mm512_mask_storeu_ps(o.add(c0 + L), lane_mask(d - c0 - L), _mm512_mul_ps(a[1], s));
+                    }
+                }
+            }
+        }
+    }
 }
 
-/// [`attend_body`], compiled for AVX-512 where the CPU has it.
+/// [`exp_f32`] on 16 lanes (the same reduction and polynomial, fused multiply-adds, and the
+/// power of two applied by `vscalefps`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn exp_avx512(x: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512 {
+    use std::arch::x86_64::{
+        _mm512_add_ps, _mm512_fmadd_ps, _mm512_fnmadd_ps, _mm512_max_ps, _mm512_min_ps, _mm512_mul_ps,
+        _mm512_roundscale_ps, _mm512_scalef_ps, _mm512_set1_ps, _mm512_setzero_ps,
+    };
+    let x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.336_54)), _mm512_setzero_ps());
+    let n =
+        _mm512_roundscale_ps::<0x09>(_mm512_fmadd_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E), _mm512_set1_ps(0.5)));
+    let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_359_4), x);
+    let r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.121_944_4e-4), r);
+    let r2 = _mm512_mul_ps(r, r);
+    let mut p = _mm512_set1_ps(1.987_569_1e-4);
+    for c in [1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 0.166_666_65, 0.5] {
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+    }
+    let y = _mm512_add_ps(_mm512_fmadd_ps(p, r2, r), _mm512_set1_ps(1.0));
+    _mm512_scalef_ps(y, n)
+}
+
+/// [`attend_body`], or its AVX-512 form where the CPU has it.
 fn attend(qkv: &[f32], start: usize, n: usize, piece: &mut [f32], h: usize, heads: usize, scale: f32) {
     #[cfg(target_arch = "x86_64")]
     if crate::sgemm::available() {
-        // SAFETY: the CPU has AVX-512F (checked above).
+        // SAFETY: the CPU has AVX-512F (checked above); every pointer stays inside its buffer:
+        // rows `< nq` of queries, columns `< np` of keys and probabilities, `< dp` of values,
+        // and the stores into `piece` are masked to the head's `d` columns of live queries.
         unsafe { attend_avx512(qkv, start, n, piece, h, heads, scale) };
         return;
     }
@@ -751,6 +986,55 @@ mod tests {
         }
         assert!(worst < 2.5e-7, "max relative error {worst:e}");
         assert!(exp_f32(-1000.0) < 1e-37);
+    }
+
+    /// Softmax attention of one sequence in f64, `qkv` `[n, 3h]` → `[n, h]`.
+    fn attention_reference(qkv: &[f32], n: usize, h: usize, heads: usize) -> Vec<f32> {
+        let d = h / heads;
+        let scale = 1.0 / (d as f64).sqrt();
+        let mut out = vec![0f32; n * h];
+        for head in 0..heads {
+            for i in 0..n {
+                let q = &qkv[i * 3 * h + head * d..][..d];
+                let scores: Vec<f64> = (0..n)
+                    .map(|j| {
+                        let k = &qkv[j * 3 * h + h + head * d..][..d];
+                        q.iter().zip(k).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum::<f64>() * scale
+                    })
+                    .collect();
+                let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let e: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+                let sum: f64 = e.iter().sum();
+                for c in 0..d {
+                    let v: f64 = (0..n).map(|j| e[j] * f64::from(qkv[j * 3 * h + 2 * h + head * d + c])).sum();
+                    out[i * h + head * d + c] = (v / sum) as f32;
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn attention_equals_the_reference_for_odd_shapes() {
+        let mut state = 99u32;
+        let mut rnd = || {
+            state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            ((state >> 8) as f32 / (1u32 << 24) as f32 - 0.5) * 4.0
+        };
+        // (tokens, hidden, heads): MiniLM's head width 32, XLM-R's 64, tiny models' 4 and 12.
+        for (n, h, heads) in [(1, 64, 2), (5, 384, 12), (17, 16, 4), (33, 128, 2), (100, 48, 4), (42, 96, 3)] {
+            let qkv: Vec<f32> = (0..n * 3 * h).map(|_| rnd()).collect();
+            let want = attention_reference(&qkv, n, h, heads);
+            let scale = 1.0 / ((h / heads) as f32).sqrt();
+            let mut fast = vec![f32::NAN; n * h];
+            attend(&qkv, 0, n, &mut fast, h, heads, scale);
+            let mut body = vec![f32::NAN; n * h];
+            attend_body(&qkv, 0, n, &mut body, h, heads, scale);
+            for (name, got) in [("dispatched", &fast), ("portable", &body)] {
+                let worst = want.iter().zip(got.iter()).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+                assert!(worst < 2e-5, "{name} n={n} h={h} heads={heads}: max |Δ| {worst}");
+            }
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@
 //! assert_eq!(attention_factor, 1.0);
 //! ```
 
+pub mod amx;
 mod attention;
 pub mod chat_template;
 pub mod config;

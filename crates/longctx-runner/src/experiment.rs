@@ -61,6 +61,7 @@ use longctx_backends::openai::{Endpoint, EndpointConfig};
 use longctx_context::chunk::ChunkConfig;
 use longctx_context::rag::Order;
 use longctx_context::truncate::Side;
+use longctx_models::encoder::Precision;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -375,6 +376,12 @@ fn default_suite() -> String {
     "longbench".into()
 }
 
+// serde's `skip_serializing_if` passes a reference.
+#[allow(clippy::ref_option, clippy::trivially_copy_pass_by_ref)]
+fn is_f32(p: &Option<Precision>) -> bool {
+    p.is_none_or(|p| p == Precision::F32)
+}
+
 /// An embedder for RAG.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
@@ -385,6 +392,10 @@ pub enum EmbedderConfig {
         path: PathBuf,
         /// Texts per forward pass.
         batch_size: Option<usize>,
+        /// Number format of the dense layers (`f32` when absent; `bf16` is fast on AMX CPUs).
+        /// Only `bf16` enters the variant hash, so older runs resume.
+        #[serde(default, skip_serializing_if = "is_f32")]
+        precision: Option<Precision>,
     },
     /// `/v1/embeddings` of an OpenAI-compatible API.
     Openai {
@@ -856,6 +867,15 @@ datasets = ["qasper"]
         // The hash ignores where the model is served from, not what it is.
         let again = Experiment::parse(&text.replace("max_prompt_tokens = 100", "max_prompt_tokens = 101")).unwrap();
         assert_ne!(again.variants().unwrap()[0].hash, v[0].hash);
+        // An embedder's precision is part of a RAG variant's hash only when it is set.
+        let f32 = text.replace("path = \"e\" }", "path = \"e\", precision = \"f32\" }");
+        let bf16 = text.replace("path = \"e\" }", "path = \"e\", precision = \"bf16\" }");
+        let (f32, bf16) = (Experiment::parse(&f32).unwrap(), Experiment::parse(&bf16).unwrap());
+        assert_eq!(f32.variants().unwrap()[3].hash, v[3].hash);
+        assert_ne!(bf16.variants().unwrap()[3].hash, f32.variants().unwrap()[3].hash);
+        assert_eq!(bf16.variants().unwrap()[0].hash, v[0].hash);
+        let bad = text.replace("path = \"e\" }", "path = \"e\", precision = \"f16\" }");
+        assert!(Experiment::parse(&bad).unwrap_err().to_string().contains("unknown variant `f16`"));
     }
 
     #[test]

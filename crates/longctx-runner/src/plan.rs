@@ -385,8 +385,10 @@ impl StrategyFactory {
             return Ok(e.clone());
         }
         let inner: Arc<dyn Embedder> = match config {
-            EmbedderConfig::Native { path, batch_size } => {
-                let mut e = SentenceEmbedder::load(path).map_err(|e| Error::from(e).in_file(path))?;
+            EmbedderConfig::Native { path, batch_size, precision } => {
+                let mut e = SentenceEmbedder::load(path)
+                    .and_then(|e| e.with_precision(precision.unwrap_or_default()))
+                    .map_err(|e| Error::from(e).in_file(path))?;
                 if let Some(b) = batch_size {
                     e = e.with_batch_size(*b);
                 }

@@ -53,6 +53,20 @@ fn embed_writes_one_normalized_vector_per_line() {
     }
     // Stdout gives the same lines.
     assert_eq!(stdout(&longctx(&args)), written);
+    // bf16 dense layers: close to f32, not equal.
+    let bf16 = stdout(&longctx(&[&args[..], &["--precision", "bf16"]].concat()));
+    let mut worst = 0f64;
+    for (line, case) in bf16.lines().zip(&cases) {
+        let got: Vec<f64> =
+            serde_json::from_value(serde_json::from_str::<Value>(line).unwrap()["embedding"].clone()).unwrap();
+        let want: Vec<f64> = serde_json::from_value(case["embedding"].clone()).unwrap();
+        worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(worst, f64::max);
+    }
+    assert!(worst > 1e-6 && worst < 5e-3, "bf16 max |Δ| {worst}");
+    let bad = longctx(&[&args[..], &["--precision", "f8"]].concat());
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("unknown precision `f8` (f32 or bf16)"), "{err}");
     // A malformed line is named.
     std::fs::write(&input, "{\"text\": \"ok\"}\nnot json\n").unwrap();
     let bad = longctx(&args);
@@ -169,5 +183,10 @@ fn bench_embed_reports_chunks_per_second() {
     let v: Value = serde_json::from_str(&stdout(&longctx(&args))).unwrap();
     assert_eq!(v["chunks"], 8);
     assert_eq!(v["threads"], 1);
+    assert_eq!(v["precision"], "f32");
+    assert!(v["amx"].is_boolean());
     assert!(v["chunks_per_s"].as_f64().unwrap() > 0.0);
+    let v: Value = serde_json::from_str(&stdout(&longctx(&[&args[..], &["--precision", "bf16"]].concat()))).unwrap();
+    assert_eq!(v["precision"], "bf16");
+    assert_eq!(v["chunks"], 8);
 }

@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use longctx_context::chunk::ChunkConfig;
 use longctx_context::embed::SentenceEmbedder;
 use longctx_context::rag::{Order, Retrieval};
+use longctx_models::encoder::Precision;
 
 use longctx_context::llmlingua2::{CompressOptions, LlmLingua2};
 
@@ -32,15 +33,16 @@ pub(crate) fn read_texts(path: &Path) -> Result<Vec<String>> {
     Ok(texts)
 }
 
-fn load_embedder(dir: &Path, batch_size: usize) -> Result<SentenceEmbedder> {
+fn load_embedder(dir: &Path, batch_size: usize, precision: Precision) -> Result<SentenceEmbedder> {
     Ok(SentenceEmbedder::load(dir)
+        .and_then(|e| e.with_precision(precision))
         .with_context(|| format!("loading the embedder from {}", dir.display()))?
         .with_batch_size(batch_size))
 }
 
 pub(crate) fn embed(args: &EmbedArgs) -> Result<()> {
     let texts = read_texts(&args.input)?;
-    let model = load_embedder(&args.model, args.batch_size)?;
+    let model = load_embedder(&args.model, args.batch_size, args.precision)?;
     let sink: Box<dyn Write> = match &args.out {
         Some(p) => Box::new(fs_err::File::create(p)?),
         None => Box::new(std::io::stdout().lock()),
@@ -62,7 +64,7 @@ pub(crate) fn embed(args: &EmbedArgs) -> Result<()> {
 
 pub(crate) fn retrieve(args: &RetrieveArgs) -> Result<()> {
     let context = fs_err::read_to_string(&args.context_file)?;
-    let model = load_embedder(&args.embedder, args.batch_size)?;
+    let model = load_embedder(&args.embedder, args.batch_size, Precision::F32)?;
     let chunking = ChunkConfig {
         size: args.chunk_chars,
         overlap: args.overlap,
@@ -156,7 +158,7 @@ pub(crate) fn bench_embed(args: &BenchEmbedArgs) -> Result<()> {
     std::env::set_var("RAYON_NUM_THREADS", args.threads.to_string());
     let texts = read_texts(&args.input)?;
     anyhow::ensure!(!texts.is_empty(), "{}: no texts", args.input.display());
-    let model = load_embedder(&args.model, args.batch_size)?;
+    let model = load_embedder(&args.model, args.batch_size, args.precision)?;
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     // Warm-up (page in the weights, start the thread pool).
     model.embed_texts(&refs[..refs.len().min(4)])?;
@@ -179,6 +181,8 @@ pub(crate) fn bench_embed(args: &BenchEmbedArgs) -> Result<()> {
         "best_chunks_per_s": refs.len() as f64 / best,
         "threads": args.threads,
         "batch_size": args.batch_size,
+        "precision": args.precision.to_string(),
+        "amx": longctx_models::amx::available(),
         "repeat": all.len(),
     });
     let mut out = std::io::stdout().lock();
@@ -187,10 +191,11 @@ pub(crate) fn bench_embed(args: &BenchEmbedArgs) -> Result<()> {
     } else {
         writeln!(
             out,
-            "{} texts, {} thread(s), batch {}: {:.1} chunks/s (median of {}; best {:.1})",
+            "{} texts, {} thread(s), batch {}, {}: {:.1} chunks/s (median of {}; best {:.1})",
             refs.len(),
             args.threads,
             args.batch_size,
+            args.precision,
             refs.len() as f64 / median,
             all.len(),
             refs.len() as f64 / best
