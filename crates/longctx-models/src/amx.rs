@@ -129,9 +129,10 @@ impl Bf16Linear {
             return;
         }
         let amx = available();
-        out.par_chunks_mut(MC * self.n).enumerate().for_each(|(block, c)| {
+        let per_task = crate::sgemm::rows_per_task(m, MC, 16);
+        out.par_chunks_mut(per_task * self.n).enumerate().for_each(|(block, c)| {
             let rows = c.len() / self.n;
-            let a = &x[block * MC * self.k..][..rows * self.k];
+            let a = &x[block * per_task * self.k..][..rows * self.k];
             #[cfg(target_arch = "x86_64")]
             if amx {
                 // SAFETY: AMX-BF16 and AVX-512F are present and the tile state was granted

@@ -277,15 +277,22 @@ unsafe fn add_norm_rows_avx512(x: &mut [f32], residual: &[f32], width: usize, wb
     add_norm_rows_body(x, residual, width, wb, eps);
 }
 
-/// [`add_norm_rows_body`], compiled for AVX-512 where the CPU has it.
+/// Rows per task of the elementwise passes (residual + norm, GELU) on the thread pool.
+const ROWS_PER_TASK: usize = 64;
+
+/// [`add_norm_rows_body`], compiled for AVX-512 where the CPU has it, on blocks of rows in
+/// parallel.
 fn add_norm_rows(x: &mut [f32], residual: &[f32], width: usize, wb: &(Vec<f32>, Vec<f32>), eps: f32) {
-    #[cfg(target_arch = "x86_64")]
-    if crate::sgemm::available() {
-        // SAFETY: the CPU has AVX-512F (checked above).
-        unsafe { add_norm_rows_avx512(x, residual, width, wb, eps) };
-        return;
-    }
-    add_norm_rows_body(x, residual, width, wb, eps);
+    let step = ROWS_PER_TASK * width;
+    x.par_chunks_mut(step).zip(residual.par_chunks(step)).for_each(|(x, residual)| {
+        #[cfg(target_arch = "x86_64")]
+        if crate::sgemm::available() {
+            // SAFETY: the CPU has AVX-512F (checked above).
+            unsafe { add_norm_rows_avx512(x, residual, width, wb, eps) };
+            return;
+        }
+        add_norm_rows_body(x, residual, width, wb, eps);
+    });
 }
 
 fn layer_norm(vb: &VarBuilder, size: usize, eps: f64) -> candle_core::Result<LayerNorm> {
@@ -929,15 +936,17 @@ unsafe fn gelu_erf_avx512(xs: &mut [f32]) {
     gelu_erf_body(xs);
 }
 
-/// [`gelu_erf_body`], compiled for AVX-512 where the CPU has it.
+/// [`gelu_erf_body`], compiled for AVX-512 where the CPU has it, on blocks in parallel.
 fn gelu_erf_in_place(xs: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if crate::sgemm::available() {
-        // SAFETY: the CPU has AVX-512F (checked above).
-        unsafe { gelu_erf_avx512(xs) };
-        return;
-    }
-    gelu_erf_body(xs);
+    xs.par_chunks_mut(ROWS_PER_TASK * 1024).for_each(|xs| {
+        #[cfg(target_arch = "x86_64")]
+        if crate::sgemm::available() {
+            // SAFETY: the CPU has AVX-512F (checked above).
+            unsafe { gelu_erf_avx512(xs) };
+            return;
+        }
+        gelu_erf_body(xs);
+    });
 }
 
 /// The exact (erf-based) GELU of BERT's `gelu` as a candle op.

@@ -35,6 +35,15 @@ pub fn available() -> bool {
     }
 }
 
+/// Rows per task when `m` rows are split over the thread pool in blocks of at most about `max`
+/// rows: a whole multiple of the pool's threads in blocks (so that no thread gets one block more
+/// than another), each a multiple of `granularity` rows.
+pub(crate) fn rows_per_task(m: usize, max: usize, granularity: usize) -> usize {
+    let threads = rayon::current_num_threads().max(1);
+    let blocks = m.div_ceil(max).div_ceil(threads) * threads;
+    m.div_ceil(blocks).div_ceil(granularity).max(1) * granularity
+}
+
 impl PackedLinear {
     /// Packs row-major weights `w` (`n` rows of `k`) and a bias of `n` (zeros when absent).
     pub fn new(w: &[f32], n: usize, k: usize, bias: Option<&[f32]>) -> Self {
@@ -82,9 +91,10 @@ impl PackedLinear {
             }
             return;
         }
-        out.par_chunks_mut(MC * self.n).enumerate().for_each(|(block, c)| {
+        let per_task = crate::sgemm::rows_per_task(m, MC, MR);
+        out.par_chunks_mut(per_task * self.n).enumerate().for_each(|(block, c)| {
             let rows = c.len() / self.n;
-            let a = &x[block * MC * self.k..][..rows * self.k];
+            let a = &x[block * per_task * self.k..][..rows * self.k];
             self.block(a, rows, c);
         });
     }
