@@ -50,7 +50,7 @@ def load(args, url):
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr}")
-    rep = json.loads([line for line in proc.stdout.splitlines() if line.strip()][-1])
+    rep = json.loads(proc.stdout)
     for lvl in rep["levels"]:
         if lvl["errors"]:
             sys.exit(f"{url}: {lvl['errors']} failed requests at {lvl['clients']} clients: {lvl['error_kinds']}")
@@ -109,7 +109,9 @@ def main():
         row = {"clients": c}
         for name in runs:
             row[name] = {"requests_per_s": med(name, i, "requests_per_s"),
-                         "p50_ms": med(name, i, "latency.p50_ms"), "p99_ms": med(name, i, "latency.p99_ms")}
+                         "p50_ms": med(name, i, "latency.p50_ms"), "p99_ms": med(name, i, "latency.p99_ms"),
+                         # Generated tokens per answer (both sides should stop at max_tokens alike).
+                         "tokens_per_request": med(name, i, "completion_tokens_per_s") / med(name, i, "requests_per_s")}
         row["ratio_requests_per_s"] = row["longctx"]["requests_per_s"] / row["llama_cpp"]["requests_per_s"]
         levels.append(row)
     for name in runs:
@@ -124,12 +126,13 @@ def main():
     print(f"{res['model']}, {args.threads} thread(s), {args.requests} requests per level, max_tokens "
           f"{args.max_tokens}, medians of {args.rounds} rounds")
     print(f"{'clients':>7s} {'longctx req/s':>14s} {'p50/p99 ms':>16s} {'llama.cpp req/s':>16s} {'p50/p99 ms':>16s}"
-          f" {'ratio':>6s} {'scaling lc/ll':>14s}")
+          f" {'ratio':>6s} {'scaling lc/ll':>14s} {'tokens/answer lc/ll':>20s}")
     for row in levels:
         a, b = row["longctx"], row["llama_cpp"]
         print(f"{row['clients']:7d} {a['requests_per_s']:14.2f} {a['p50_ms']:7.0f}/{a['p99_ms']:<8.0f}"
               f" {b['requests_per_s']:16.2f} {b['p50_ms']:7.0f}/{b['p99_ms']:<8.0f} {row['ratio_requests_per_s']:5.2f}x"
-              f" {a['scaling_over_first_level']:6.2f}/{b['scaling_over_first_level']:.2f}")
+              f" {a['scaling_over_first_level']:6.2f}/{b['scaling_over_first_level']:.2f}"
+              f" {a['tokens_per_request']:10.1f}/{b['tokens_per_request']:.1f}")
 
 
 if __name__ == "__main__":
