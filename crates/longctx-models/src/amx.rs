@@ -9,8 +9,9 @@
 //! micro-kernel keeps a 32 × 32 block of C in four tiles (tmm0–3), two A tiles (tmm4–5) and two
 //! B tiles (tmm6–7) and runs four `tdpbf16ps` per block of `k`.
 //!
-//! Where the CPU or the kernel lacks AMX, the same packed weights run through a portable loop
-//! with the same rounding (slow; it keeps `bf16` usable everywhere and tests the layout).
+//! Where the CPU or the kernel lacks AMX, the rounded weights (exact in f32) run through
+//! candle's f32 matmul on the rounded activations: the same operands, another summation order,
+//! so `bf16` gives the same numbers (to f32 rounding) on every CPU.
 
 // The conversions are inlined into the `#[target_feature]` loops that vectorize them.
 #![allow(clippy::inline_always)]
@@ -84,14 +85,36 @@ pub struct Bf16Linear {
     tiles: Vec<u16>,
     /// The bias, padded with zeros to whole panels (C tiles start from it).
     bias: Vec<f32>,
+    /// Without AMX: the rounded weights transposed, `[k, n]` f32, for candle's matmul.
+    fallback: Option<candle_core::Tensor>,
 }
 
 impl Bf16Linear {
-    /// Packs row-major weights `w` (`n` rows of `k`) and a bias of `n` (zeros when absent).
-    pub fn new(w: &[f32], n: usize, k: usize, bias: Option<&[f32]>) -> Self {
+    /// Packs row-major weights `w` (`n` rows of `k`) and a bias of `n` (zeros when absent), for
+    /// AMX where this CPU has it.
+    pub fn new(w: &[f32], n: usize, k: usize, bias: Option<&[f32]>) -> candle_core::Result<Self> {
+        Self::build(w, n, k, bias, available())
+    }
+
+    fn build(w: &[f32], n: usize, k: usize, bias: Option<&[f32]>, amx: bool) -> candle_core::Result<Self> {
         assert_eq!(w.len(), n * k, "weight size");
         let k32 = k.div_ceil(KB) * KB;
         let (panels, blocks) = (n.div_ceil(NP), k32 / KB);
+        let mut padded = vec![0f32; panels * NP];
+        if let Some(b) = bias {
+            assert_eq!(b.len(), n, "bias size");
+            padded[..n].copy_from_slice(b);
+        }
+        if !amx {
+            let mut wt = vec![0f32; k * n];
+            for (col, row) in w.chunks_exact(k.max(1)).enumerate().take(n) {
+                for (kk, &v) in row.iter().enumerate() {
+                    wt[kk * n + col] = from_bf16(to_bf16(v));
+                }
+            }
+            let wt = candle_core::Tensor::from_vec(wt, (k, n), &candle_core::Device::Cpu)?;
+            return Ok(Self { n, k, k32, tiles: Vec::new(), bias: padded, fallback: Some(wt) });
+        }
         let mut tiles = vec![0u16; panels * blocks * 2 * TILE];
         for col in 0..n {
             let (p, half, c) = (col / NP, (col % NP) / 16, col % 16);
@@ -100,25 +123,12 @@ impl Bf16Linear {
                 tiles[((p * blocks + kb) * 2 + half) * TILE + pair * 32 + c * 2 + e] = to_bf16(v);
             }
         }
-        let mut padded = vec![0f32; panels * NP];
-        if let Some(b) = bias {
-            assert_eq!(b.len(), n, "bias size");
-            padded[..n].copy_from_slice(b);
-        }
-        Self { n, k, k32, tiles, bias: padded }
+        Ok(Self { n, k, k32, tiles, bias: padded, fallback: None })
     }
 
     /// Output width.
     pub fn out_features(&self) -> usize {
         self.n
-    }
-
-    /// The weight at (`col`, `kk`) as packed (bf16).
-    fn weight(&self, col: usize, kk: usize) -> u16 {
-        let blocks = self.k32 / KB;
-        let (p, half, c) = (col / NP, (col % NP) / 16, col % 16);
-        let (kb, pair, e) = (kk / KB, (kk % KB) / 2, kk % 2);
-        self.tiles[((p * blocks + kb) * 2 + half) * TILE + pair * 32 + c * 2 + e]
     }
 
     /// `x · Wᵀ + b` for `m` rows of `x` (`[m, k]`, row-major) into `out`, resized to `[m, n]`.
@@ -128,35 +138,34 @@ impl Bf16Linear {
         if m == 0 || self.n == 0 {
             return;
         }
-        let amx = available();
+        if let Some(wt) = &self.fallback {
+            let rounded: Vec<f32> = x.iter().map(|&v| from_bf16(to_bf16(v))).collect();
+            let y: Vec<f32> = candle_core::Tensor::from_vec(rounded, (m, self.k), &candle_core::Device::Cpu)
+                .and_then(|t| t.matmul(wt))
+                .and_then(|t| t.flatten_all())
+                .and_then(|t| t.to_vec1())
+                .expect("an f32 product of shapes checked at construction");
+            for (o, yrow) in out.chunks_exact_mut(self.n).zip(y.chunks_exact(self.n)) {
+                for ((o, &v), &b) in o.iter_mut().zip(yrow).zip(&self.bias) {
+                    *o = v + b;
+                }
+            }
+            return;
+        }
         let per_task = crate::sgemm::rows_per_task(m, MC, 16);
         out.par_chunks_mut(per_task * self.n).enumerate().for_each(|(block, c)| {
             let rows = c.len() / self.n;
             let a = &x[block * per_task * self.k..][..rows * self.k];
+            // SAFETY: without a fallback the weights were packed because `available()` found
+            // AMX-BF16 and AVX-512F and the tile state was granted; every tile access stays
+            // inside its buffer (see `block_amx`).
             #[cfg(target_arch = "x86_64")]
-            if amx {
-                // SAFETY: AMX-BF16 and AVX-512F are present and the tile state was granted
-                // (`available`); every tile access stays inside its buffer (see `block_amx`).
-                unsafe { self.block_amx(a, rows, c) };
-                return;
+            unsafe {
+                self.block_amx(a, rows, c);
             }
-            let _ = amx;
-            self.block_portable(a, rows, c);
+            #[cfg(not(target_arch = "x86_64"))]
+            unreachable!("AMX packing on a CPU without AMX ({rows} rows, {} outputs)", c.len());
         });
-    }
-
-    /// One block of rows without AMX: the same bf16 operands, f32 accumulation.
-    fn block_portable(&self, a: &[f32], rows: usize, c: &mut [f32]) {
-        let arow: Vec<f32> = a.iter().map(|&v| from_bf16(to_bf16(v))).collect();
-        for r in 0..rows {
-            for col in 0..self.n {
-                let mut acc = 0f32;
-                for kk in 0..self.k {
-                    acc += arow[r * self.k + kk] * from_bf16(self.weight(col, kk));
-                }
-                c[r * self.n + col] = acc + self.bias[col];
-            }
-        }
     }
 
     /// One block of at most `MC` rows on AMX.
@@ -334,18 +343,14 @@ mod tests {
             let b: Vec<f32> = (0..n).map(|_| rnd()).collect();
             let x: Vec<f32> = (0..m * k).map(|_| rnd()).collect();
             let want = reference(&w, n, k, &b, &x, m);
-            let lin = Bf16Linear::new(&w, n, k, Some(&b));
-            let mut got = Vec::new();
-            lin.forward_into(&x, m, &mut got);
-            let worst = want.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-            assert!(worst < 2e-5 * (k as f32).sqrt(), "{m}x{n}x{k}: {worst}");
-            let mut portable = vec![0f32; m * n];
-            for (block, c) in portable.chunks_mut(MC * n).enumerate() {
-                let rows = c.len() / n;
-                lin.block_portable(&x[block * MC * k..][..rows * k], rows, c);
+            let paths = if available() { vec![true, false] } else { vec![false] };
+            for amx in paths {
+                let lin = Bf16Linear::build(&w, n, k, Some(&b), amx).unwrap();
+                let mut got = Vec::new();
+                lin.forward_into(&x, m, &mut got);
+                let worst = want.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+                assert!(worst < 2e-5 * (k as f32).sqrt(), "AMX {amx}, {m}x{n}x{k}: {worst}");
             }
-            let worst = want.iter().zip(&portable).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-            assert!(worst < 2e-5 * (k as f32).sqrt(), "portable {m}x{n}x{k}: {worst}");
         }
     }
 }

@@ -219,7 +219,7 @@ fn pack(l: &Linear, precision: Precision) -> candle_core::Result<Dense> {
     let b: Option<Vec<f32>> = l.bias().map(Tensor::to_vec1).transpose()?;
     Ok(match precision {
         Precision::F32 => Dense::F32(PackedLinear::new(&w, n, k, b.as_deref())),
-        Precision::Bf16 => Dense::Bf16(Bf16Linear::new(&w, n, k, b.as_deref())),
+        Precision::Bf16 => Dense::Bf16(Bf16Linear::new(&w, n, k, b.as_deref())?),
     })
 }
 
