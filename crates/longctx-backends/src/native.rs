@@ -15,7 +15,9 @@ use longctx_core::{
     Backend, BackendError, ChatMessage, Completion, FinishReason, GenerationRequest, PromptInput, Tokenizer, Usage,
 };
 use longctx_models::chat_template::ChatTemplate;
-use longctx_models::generate::{generate_with, prefill, Decoding, Generation, GenerationParams, StopReason};
+use longctx_models::generate::{
+    generate_with, prefill, prefill_from, Decoding, Generation, GenerationParams, StopReason,
+};
 use longctx_models::gguf::load_gguf;
 use longctx_models::llama::{CausalLm, Llama, Sequence};
 use longctx_models::load::{load_hf_dir, resolve_model};
@@ -200,6 +202,31 @@ pub struct NativeBackend {
     name: String,
     /// Bytes of KV cache per token.
     kv_bytes_per_token: usize,
+    /// Finished requests' KV caches, kept for the prompt prefixes later requests share.
+    prefix_cache: Mutex<PrefixCache>,
+}
+
+/// The KV caches of finished batched requests ([`NativeBackend::finish`]) with the token ids
+/// they hold, within a byte budget; a new request ([`NativeBackend::start`]) copies the longest
+/// prefix it shares with one of them instead of prefilling it again (as llama.cpp's server and
+/// vLLM's prefix caching do).
+#[derive(Default)]
+struct PrefixCache {
+    /// Token ids of each cached sequence, the sequence and the bytes it holds; the most
+    /// recently used last.
+    entries: Vec<(Vec<u32>, Sequence, usize)>,
+    budget_bytes: usize,
+    bytes: usize,
+    stats: PrefixCacheStats,
+}
+
+/// What the prefix cache saved so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PrefixCacheStats {
+    /// Requests that started from a cached prefix.
+    pub hits: u64,
+    /// Prompt tokens taken from the cache instead of prefilled.
+    pub reused_tokens: u64,
 }
 
 impl std::fmt::Debug for NativeBackend {
@@ -225,6 +252,7 @@ impl NativeBackend {
         let kv_bytes_per_token = loaded.model.config().kv_cache_bytes(1, loaded.model.kv_cache_dtype().size_in_bytes());
         Ok(Self {
             kv_bytes_per_token,
+            prefix_cache: Mutex::new(PrefixCache::default()),
             model: Mutex::new(loaded.model),
             tokenizer: loaded.tokenizer,
             chat_template: loaded.chat_template,
@@ -335,6 +363,58 @@ impl NativeBackend {
         self.model.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Keeps up to `bytes` of finished batched requests' KV caches for the prompt prefixes later
+    /// requests share with them (0, the default, keeps none).
+    pub fn set_prefix_cache_bytes(&self, bytes: usize) {
+        let mut cache = self.prefix_cache();
+        cache.budget_bytes = bytes;
+        cache.evict();
+    }
+
+    /// Hits and reused tokens of the prefix cache so far.
+    pub fn prefix_cache_stats(&self) -> PrefixCacheStats {
+        self.prefix_cache().stats
+    }
+
+    fn prefix_cache(&self) -> std::sync::MutexGuard<'_, PrefixCache> {
+        self.prefix_cache.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A sequence for `ids` (room for `tokens`) holding the longest prefix of `ids` (at most
+    /// `max_shared` tokens) that a cached sequence shares, and that prefix's length; `None`
+    /// when no cached prefix applies.
+    fn reuse(
+        &self,
+        model: &Llama,
+        ids: &[u32],
+        tokens: usize,
+        max_shared: usize,
+    ) -> candle_core::Result<Option<(Sequence, usize)>> {
+        let mut cache = self.prefix_cache();
+        let rope = &model.config().rope;
+        // Dynamic NTK rescales every position once a sequence outgrows the original window, so
+        // keys cached under one length are reused only while both stay within it.
+        let within = |n: usize| n <= rope.max_position_embeddings;
+        let dynamic = matches!(rope.scaling, RopeScaling::DynamicNtk { .. });
+        let best = cache
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|(_, (toks, _, _))| !dynamic || (within(toks.len()) && within(tokens)))
+            .map(|(i, (toks, seq, _))| {
+                let shared = toks.iter().zip(ids).take_while(|(a, b)| a == b).count();
+                (i, shared.min(max_shared).min(seq.len()))
+            })
+            .max_by_key(|&(i, n)| (n, i));
+        let Some((i, n)) = best.filter(|&(_, n)| n > 0) else { return Ok(None) };
+        let seq = model.fork_sequence(&cache.entries[i].1, n, tokens)?;
+        let entry = cache.entries.remove(i);
+        cache.entries.push(entry);
+        cache.stats.hits += 1;
+        cache.stats.reused_tokens += n as u64;
+        Ok(Some((seq, n)))
+    }
+
     /// Bytes of KV cache a request of `tokens` tokens in all (prompt and new) holds while it
     /// is decoded.
     pub fn kv_cache_bytes(&self, tokens: usize) -> usize {
@@ -350,18 +430,48 @@ impl NativeBackend {
         }
         let started = Instant::now();
         let params = self.params(request);
-        let (logits, mut decoding, seq) = {
+        let (logits, mut decoding, seq, join) = {
             let mut model = self.lock();
-            let mut seq = model.new_sequence(ids.len() + request.max_new_tokens);
-            let logits = model
-                .with_sequence(&mut seq, |m| prefill(m, ids, params.prefill_chunk, &self.device))
-                .map_err(failed)?;
-            (logits, Decoding::new(&params, &model.config().eos_token_ids, ids.len()), seq)
+            let tokens = ids.len() + request.max_new_tokens;
+            let rope = &model.config().rope;
+            // The prompt's last token is fed by the next batched step, as a row among the
+            // others' decode rows, so a request that finds its whole prompt but that token in
+            // the prefix cache costs no pass of its own. Not under dynamic NTK past the
+            // original window, where splitting a prompt changes its rotary frequencies.
+            let join = ids.len() >= 2
+                && (!matches!(rope.scaling, RopeScaling::DynamicNtk { .. }) || tokens <= rope.max_position_embeddings);
+            let prefix = if join { &ids[..ids.len() - 1] } else { ids };
+            let max_shared = if join { prefix.len() } else { ids.len() - 1 };
+            let (mut seq, start) = match self.reuse(&model, ids, tokens, max_shared).map_err(failed)? {
+                Some(found) => found,
+                None => (model.new_sequence(tokens), 0),
+            };
+            let logits = if start < prefix.len() {
+                let logits = model
+                    .with_sequence(&mut seq, |m| {
+                        if start == 0 {
+                            prefill(m, prefix, params.prefill_chunk, &self.device)
+                        } else {
+                            prefill_from(m, &prefix[start..], start, params.prefill_chunk, &self.device)
+                        }
+                    })
+                    .map_err(failed)?;
+                Some(logits)
+            } else {
+                None
+            };
+            (logits, Decoding::new(&params, &model.config().eos_token_ids, ids.len()), seq, join)
         };
         let prefill_s = started.elapsed().as_secs_f64();
-        let next = decoding.step(&logits, &|t| self.decode(t), &mut |_| true).map_err(failed)?;
+        let next = match (join, logits) {
+            (true, _) => ids.last().copied(),
+            (false, Some(logits)) => decoding.step(&logits, &|t| self.decode(t), &mut |_| true).map_err(failed)?,
+            // Without joining, at most all but the last token come from the cache.
+            (false, None) => return Err(BackendError::Failed("nothing of the prompt was prefilled".into())),
+        };
         Ok(Active {
             seq,
+            prompt: ids.to_vec(),
             decoding,
             next,
             text: TextStream::new(request),
@@ -403,7 +513,11 @@ impl NativeBackend {
     /// The completion of a finished (or cancelled) request, and the text not yet returned by
     /// [`NativeBackend::new_text`].
     pub fn finish(&self, active: Active) -> (Result<Completion, BackendError>, Option<String>) {
-        let Active { decoding, mut text, started, prefill_s, decode_started, cancelled, .. } = active;
+        let Active { seq, prompt, decoding, mut text, started, prefill_s, decode_started, cancelled, .. } = active;
+        // The cache holds the tokens fed so far: the prompt (perhaps but its last token, when
+        // no step ran) and the generated tokens fed back (not the last chosen).
+        let tokens: Vec<u32> = prompt.iter().chain(decoding.tokens()).copied().take(seq.len()).collect();
+        self.prefix_cache().insert(tokens, seq, self.kv_bytes_per_token);
         let g = decoding.finish(&|t| self.decode(t), prefill_s, decode_started.elapsed().as_secs_f64());
         if cancelled || g.stop_reason == StopReason::Cancelled {
             return (Err(BackendError::Cancelled { completion_tokens: g.completion_tokens }), None);
@@ -413,9 +527,33 @@ impl NativeBackend {
     }
 }
 
+impl PrefixCache {
+    /// Keeps `seq` (holding `tokens`) as the most recent entry, then evicts the oldest entries
+    /// over the budget.
+    fn insert(&mut self, tokens: Vec<u32>, seq: Sequence, bytes_per_token: usize) {
+        if self.budget_bytes == 0 || tokens.is_empty() || tokens.len() != seq.len() {
+            return;
+        }
+        let bytes = seq.capacity() * bytes_per_token;
+        self.bytes += bytes;
+        self.entries.push((tokens, seq, bytes));
+        self.evict();
+    }
+
+    /// Drops the least recently used entries until the rest fit the budget.
+    fn evict(&mut self) {
+        while self.bytes > self.budget_bytes && !self.entries.is_empty() {
+            let (_, _, bytes) = self.entries.remove(0);
+            self.bytes -= bytes;
+        }
+    }
+}
+
 /// A request decoded together with others ([`NativeBackend::start`], [`NativeBackend::step`]).
 pub struct Active {
     seq: Sequence,
+    /// The prompt's token ids.
+    prompt: Vec<u32>,
     decoding: Decoding,
     /// The token to feed next; `None` once decoding has ended.
     next: Option<u32>,

@@ -168,11 +168,22 @@ pub fn generate_with(
 /// Runs `prompt` through `model` in chunks of `chunk` tokens from position 0 (the cache must be
 /// empty) and returns the logits of its last position, `[vocab]`.
 pub fn prefill(model: &mut dyn CausalLm, prompt: &[u32], chunk: usize, device: &Device) -> candle_core::Result<Tensor> {
+    prefill_from(model, prompt, 0, chunk, device)
+}
+
+/// [`prefill`] of `prompt` after the `start` tokens the cache already holds (a shared prefix).
+pub fn prefill_from(
+    model: &mut dyn CausalLm,
+    prompt: &[u32],
+    start: usize,
+    chunk: usize,
+    device: &Device,
+) -> candle_core::Result<Tensor> {
     let chunk = chunk.max(1);
     let mut last = None;
     for (i, part) in prompt.chunks(chunk).enumerate() {
         let ids = Tensor::new(part, device)?.unsqueeze(0)?;
-        last = Some(model.forward_last(&ids, i * chunk)?.squeeze(0)?);
+        last = Some(model.forward_last(&ids, start + i * chunk)?.squeeze(0)?);
     }
     last.ok_or_else(|| candle_core::Error::Msg("a prompt needs at least one token".into()))
 }

@@ -522,6 +522,11 @@ impl Sequence {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Tokens the cache's buffers have room for (what it occupies in memory).
+    pub fn capacity(&self) -> usize {
+        self.caches.first().and_then(|c| c.buffers.as_ref()).map_or(0, |(k, _)| k.dim(2).unwrap_or(0))
+    }
 }
 
 /// Target size of one query chunk's f32 attention scores.
@@ -813,6 +818,24 @@ impl Llama {
             .map(|l| KvCache { buffers: None, len: 0, reserved: tokens, dtype: l.attn.cache.dtype })
             .collect();
         Sequence { caches, rotary: RotaryState::new(self.config.rope) }
+    }
+
+    /// A new sequence holding a copy of the first `len` cached tokens of `seq` (their keys and
+    /// values as computed there), a fresh rotary state, and room for `tokens` tokens. Prefill
+    /// the rest of a prompt that starts with those tokens from position `len`. Only exact where
+    /// the rotary state does not depend on the length (every scaling but dynamic NTK past the
+    /// original window).
+    pub fn fork_sequence(&self, seq: &Sequence, len: usize, tokens: usize) -> candle_core::Result<Sequence> {
+        if len > seq.len() {
+            candle_core::bail!("cannot fork {len} tokens of a sequence of {}", seq.len());
+        }
+        let mut out = self.new_sequence(tokens.max(len));
+        for (dst, src) in out.caches.iter_mut().zip(&seq.caches) {
+            if let (Some((k, v)), true) = (&src.buffers, len > 0) {
+                dst.append(&k.narrow(2, 0, len)?, &v.narrow(2, 0, len)?)?;
+            }
+        }
+        Ok(out)
     }
 
     /// Runs `f` with `seq`'s cache and rotary state in place of the model's own (e.g. to

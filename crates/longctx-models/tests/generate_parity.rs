@@ -167,3 +167,78 @@ fn batched_decoding_equals_decoding_alone() {
         }
     }
 }
+
+/// A prompt that starts with the tokens of an earlier sequence, prefilled from a copy of that
+/// sequence's cache (`fork_sequence` + `prefill_from`), gives the logits and the greedy tokens
+/// of prefilling it from scratch (what `longctx serve`'s prefix cache relies on). The earlier
+/// sequence is longer than the shared prefix (it went on decoding), and the prefix is cut at
+/// several places, incl. all but the last prompt token. Likewise a prompt whose last token is
+/// fed by `decode_batch` after the rest is prefilled.
+#[test]
+fn a_forked_prefix_or_a_last_prompt_token_decoded_gives_the_logits_of_a_full_prefill() {
+    use longctx_models::generate::{prefill, prefill_from, Decoding};
+    use longctx_models::llama::CausalLm;
+    use longctx_models::rope::RopeScaling;
+    let fixture: std::collections::BTreeMap<String, Vec<Run>> =
+        serde_json::from_str(&std::fs::read_to_string(tiny().join("generate.json")).unwrap()).unwrap();
+    let greedy = |model: &mut longctx_models::llama::Llama,
+                  seq: &mut longctx_models::llama::Sequence,
+                  logits: candle_core::Tensor,
+                  n: usize| {
+        let params = GenerationParams { max_new_tokens: n, ignore_eos: true, ..Default::default() };
+        let mut d = Decoding::new(&params, &[], seq.len());
+        let mut next = d.step(&logits, &|_| String::new(), &mut |_| true).unwrap();
+        while let Some(t) = next {
+            let logits = model.decode_batch(&mut [&mut *seq], &[t]).unwrap();
+            next = d.step(&logits.get(0).unwrap(), &|_| String::new(), &mut |_| true).unwrap();
+        }
+        d.tokens().to_vec()
+    };
+    let mut checked = 0;
+    for (name, runs) in &fixture {
+        let mut loaded = load_hf_dir(&tiny().join(name), DType::F32, &Device::Cpu, None).unwrap();
+        let model = &mut loaded.model;
+        let window = model.config().rope.max_position_embeddings;
+        let dynamic = matches!(model.config().rope.scaling, RopeScaling::DynamicNtk { .. });
+        for run in runs {
+            let p = &run.prompt;
+            // The earlier sequence: the prompt plus 5 decoded tokens.
+            let mut earlier = model.new_sequence(p.len() + 5);
+            let logits = model.with_sequence(&mut earlier, |m| prefill(m, p, 512, &Device::Cpu)).unwrap();
+            greedy(model, &mut earlier, logits, 5);
+            // A later prompt: the same prompt with two tokens changed at the end and one more.
+            let mut later = p.clone();
+            let n = later.len();
+            later[n - 1] = (later[n - 1] + 1) % 32;
+            later.push(3);
+            if dynamic && later.len() + 8 > window {
+                continue; // the backend does not reuse prefixes there
+            }
+            let mut fresh = model.new_sequence(later.len() + 8);
+            let want = model.with_sequence(&mut fresh, |m| prefill(m, &later, 512, &Device::Cpu)).unwrap();
+            let want_tokens = greedy(model, &mut fresh, want.clone(), 8);
+            for cut in [1, n / 2, n - 1] {
+                let mut forked = model.fork_sequence(&earlier, cut, later.len() + 8).unwrap();
+                assert_eq!(forked.len(), cut);
+                let got = model
+                    .with_sequence(&mut forked, |m| prefill_from(m, &later[cut..], cut, 512, &Device::Cpu))
+                    .unwrap();
+                let diff = (&got - &want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+                assert!(diff <= 1e-5, "{name}: prefix {cut} of {}: logits differ by {diff}", later.len());
+                assert_eq!(greedy(model, &mut forked, got, 8), want_tokens, "{name}: prefix {cut}");
+                checked += 1;
+            }
+            // The earlier sequence is unchanged by the forks.
+            assert_eq!(earlier.len(), p.len() + 4);
+            // The prompt's last token fed as a batched decode row after prefilling the rest
+            // (how `longctx serve` admits a request) gives the same logits and tokens.
+            let mut split = model.new_sequence(later.len() + 8);
+            model.with_sequence(&mut split, |m| prefill(m, &later[..later.len() - 1], 512, &Device::Cpu)).unwrap();
+            let got = model.decode_batch(&mut [&mut split], &[later[later.len() - 1]]).unwrap().get(0).unwrap();
+            let diff = (&got - &want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(diff <= 1e-5, "{name}: last prompt token as a decode row: logits differ by {diff}");
+            assert_eq!(greedy(model, &mut split, got, 8), want_tokens, "{name}: last prompt token as a decode row");
+        }
+    }
+    assert!(checked >= 24, "{checked} forks checked");
+}

@@ -74,6 +74,10 @@ pub struct ServeArgs {
     /// max_tokens); a request that would go over waits for others to finish.
     #[arg(long, value_name = "GIB", default_value_t = 4.0)]
     pub kv_budget_gib: f64,
+    /// KV caches of finished requests kept for the prompt prefixes later requests share with
+    /// them (a chat's earlier turns, a common system prompt), in GiB; 0 turns the cache off.
+    #[arg(long, value_name = "GIB", default_value_t = 1.0)]
+    pub prefix_cache_gib: f64,
     /// Largest request body in bytes (larger: 413).
     #[arg(long, value_name = "BYTES", default_value_t = 16 << 20)]
     pub max_body_bytes: usize,
@@ -98,6 +102,11 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
+    /// Bytes of `--prefix-cache-gib`.
+    pub fn prefix_cache_bytes(&self) -> usize {
+        (self.prefix_cache_gib.max(0.0) * f64::from(1u32 << 30)) as usize
+    }
+
     /// How to load the model.
     pub fn native_options(&self) -> NativeOptions {
         NativeOptions {

@@ -106,6 +106,7 @@ pub fn run(args: &ServeArgs) -> Result<(), Error> {
     let config = args.server_config()?;
     tracing::info!("loading {}", args.model.display());
     let backend = Arc::new(NativeBackend::load(&args.model, &args.native_options())?);
+    backend.set_prefix_cache_bytes(args.prefix_cache_bytes());
     let embedder = match &args.embedder {
         Some(dir) => {
             tracing::info!("loading the embedder {}", dir.display());

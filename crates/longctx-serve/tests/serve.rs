@@ -516,3 +516,52 @@ fn concurrent_requests_are_batched_and_answer_as_alone() {
     let peak = peak.load(std::sync::atomic::Ordering::SeqCst);
     assert!(peak >= 2, "the requests were never decoded together (peak running {peak})");
 }
+
+/// With the prefix cache on, a repeated prompt and a chat's next turn start from the KV cache
+/// of the earlier request (the stats count the reused tokens) and answer exactly as a fresh
+/// generation does.
+#[test]
+fn shared_prompt_prefixes_are_reused_and_answers_stay_the_same() {
+    let backend = Arc::new(load(None));
+    backend.set_prefix_cache_bytes(64 << 20);
+    let server = Server::start(Arc::clone(&backend), None, ServerConfig::default()).unwrap();
+    let url = server.url();
+    let ask = |messages: &[ChatMessage], max_tokens: usize| -> String {
+        let body = json!({"model": "x", "messages": messages, "max_tokens": max_tokens, "temperature": 0});
+        let a = send("POST", &format!("{url}/v1/chat/completions"), Some(&body.to_string())).unwrap();
+        assert_eq!(a.status, 200, "{}", a.text);
+        a.json()["choices"][0]["message"]["content"].as_str().unwrap().to_string()
+    };
+    let fresh = |messages: &[ChatMessage], max_tokens: usize| -> String {
+        let r = GenerationRequest {
+            prompt: PromptInput::Chat(messages.to_vec()),
+            max_new_tokens: max_tokens,
+            stop: vec![],
+            temperature: 0.0,
+            seed: 0,
+        };
+        backend.generate(&r).unwrap().text
+    };
+    let first = vec![ChatMessage::new("user", "Name three animals that live in the sea.")];
+    let answer = ask(&first, 12);
+    assert_eq!(answer, fresh(&first, 12));
+    assert_eq!(backend.prefix_cache_stats().hits, 0);
+    // The same prompt again: all but its last token come from the cache.
+    assert_eq!(ask(&first, 12), answer);
+    let stats = backend.prefix_cache_stats();
+    assert_eq!(stats.hits, 1);
+    assert!(stats.reused_tokens >= 10, "{stats:?}");
+    // The next turn of the chat shares the first prompt and (part of) the answer.
+    let mut second = first.clone();
+    second.push(ChatMessage::new("assistant", &answer));
+    second.push(ChatMessage::new("user", "Which of them is the largest?"));
+    let reply = ask(&second, 10);
+    assert_eq!(reply, fresh(&second, 10));
+    let after = backend.prefix_cache_stats();
+    assert_eq!(after.hits, 2);
+    assert!(after.reused_tokens - stats.reused_tokens >= stats.reused_tokens, "{after:?}");
+    // Off: nothing is kept or reused.
+    backend.set_prefix_cache_bytes(0);
+    assert_eq!(ask(&first, 12), answer);
+    assert_eq!(backend.prefix_cache_stats().hits, 2);
+}
