@@ -534,6 +534,11 @@ impl PrefixCache {
         if self.budget_bytes == 0 || tokens.is_empty() || tokens.len() != seq.len() {
             return;
         }
+        // Entries whose tokens start the new one's are superseded: whatever shares a prefix
+        // with them shares at least as much with it.
+        let bytes_before: usize = self.entries.iter().map(|e| e.2).sum();
+        self.entries.retain(|(t, _, _)| !tokens.starts_with(t));
+        self.bytes -= bytes_before - self.entries.iter().map(|e| e.2).sum::<usize>();
         let bytes = seq.capacity() * bytes_per_token;
         self.bytes += bytes;
         self.entries.push((tokens, seq, bytes));

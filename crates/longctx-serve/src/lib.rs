@@ -4,7 +4,8 @@
 //!
 //! # Endpoints
 //!
-//! - `GET /health`: `{"status": "ok", "waiting": n, "running": n}`; 503 and
+//! - `GET /health`: `{"status": "ok", "waiting": n, "running": n, "prefix_cache": {"hits",
+//!   "reused_tokens"}}`; 503 and
 //!   `"shutting_down"` during shutdown.
 //! - `GET /v1/models`: `{"object": "list", "data": [{"id", "object": "model", "created",
 //!   "owned_by", "max_model_len"}]}`.

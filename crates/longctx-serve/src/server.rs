@@ -275,15 +275,17 @@ fn router(state: Shared) -> Router {
         .with_state(state)
 }
 
-/// `GET /health`: `{"status": "ok"|"shutting_down", "waiting": n, "running": n}` (503 while
-/// shutting down).
+/// `GET /health`: `{"status": "ok"|"shutting_down", "waiting": n, "running": n,
+/// "prefix_cache": {"hits": n, "reused_tokens": n}}` (503 while shutting down).
 async fn health(State(state): State<Shared>) -> Response {
     let stopping = *state.stopping.borrow();
     let load = &state.queue.load;
+    let prefix = state.backend.prefix_cache_stats();
     let body = json!({
         "status": if stopping { "shutting_down" } else { "ok" },
         "waiting": load.waiting.load(Ordering::SeqCst),
         "running": load.running.load(Ordering::SeqCst),
+        "prefix_cache": {"hits": prefix.hits, "reused_tokens": prefix.reused_tokens},
     });
     let status = if stopping { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
     (status, Json(body)).into_response()

@@ -165,7 +165,10 @@ fn answers_equal_native_generation_streamed_or_not() {
     assert_eq!(models["data"][0]["id"], "SmolLM2-135M-Instruct.Q4_1.gguf");
     assert_eq!(models["data"][0]["max_model_len"], backend.window());
     let health = send("GET", &format!("{}/health", server.url()), None).unwrap().json();
-    assert_eq!(health, json!({"status": "ok", "waiting": 0, "running": 0}));
+    assert_eq!(
+        health,
+        json!({"status": "ok", "waiting": 0, "running": 0, "prefix_cache": {"hits": 0, "reused_tokens": 0}})
+    );
     server.shutdown().unwrap();
 }
 
@@ -559,6 +562,9 @@ fn shared_prompt_prefixes_are_reused_and_answers_stay_the_same() {
     assert_eq!(reply, fresh(&second, 10));
     let after = backend.prefix_cache_stats();
     assert_eq!(after.hits, 2);
+    let health = send("GET", &format!("{url}/health"), None).unwrap().json();
+    assert_eq!(health["prefix_cache"]["hits"], 2);
+    assert_eq!(health["prefix_cache"]["reused_tokens"], after.reused_tokens);
     assert!(after.reused_tokens - stats.reused_tokens >= stats.reused_tokens, "{after:?}");
     // Off: nothing is kept or reused.
     backend.set_prefix_cache_bytes(0);
