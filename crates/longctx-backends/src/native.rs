@@ -15,9 +15,7 @@ use longctx_core::{
     Backend, BackendError, ChatMessage, Completion, FinishReason, GenerationRequest, PromptInput, Tokenizer, Usage,
 };
 use longctx_models::chat_template::ChatTemplate;
-use longctx_models::generate::{
-    generate_with, prefill, prefill_from, Decoding, Generation, GenerationParams, StopReason,
-};
+use longctx_models::generate::{generate_with, Decoding, Generation, GenerationParams, StopReason};
 use longctx_models::gguf::load_gguf;
 use longctx_models::llama::{CausalLm, Llama, Sequence};
 use longctx_models::load::{load_hf_dir, resolve_model};
@@ -422,7 +420,9 @@ impl NativeBackend {
     }
 
     /// Starts a request for batched decoding ([`NativeBackend::step`]): checks that it fits
-    /// the window, prefills its prompt into a sequence of its own and chooses its first token.
+    /// the window and gives it a sequence of its own, holding the longest prefix of its prompt
+    /// found in the prefix cache (at most all but its last token). The rest of the prompt is
+    /// fed by the following steps, in chunks, beside the other requests' decode rows.
     pub fn start(&self, ids: &[u32], request: &GenerationRequest) -> Result<Active, BackendError> {
         self.check_fits(ids.len(), request.max_new_tokens)?;
         if ids.is_empty() {
@@ -430,73 +430,75 @@ impl NativeBackend {
         }
         let started = Instant::now();
         let params = self.params(request);
-        let (logits, mut decoding, seq, join) = {
-            let mut model = self.lock();
+        let (decoding, seq, start) = {
+            let model = self.lock();
             let tokens = ids.len() + request.max_new_tokens;
-            let rope = &model.config().rope;
-            // The prompt's last token is fed by the next batched step, as a row among the
-            // others' decode rows, so a request that finds its whole prompt but that token in
-            // the prefix cache costs no pass of its own. Not under dynamic NTK past the
-            // original window, where splitting a prompt changes its rotary frequencies.
-            let join = ids.len() >= 2
-                && (!matches!(rope.scaling, RopeScaling::DynamicNtk { .. }) || tokens <= rope.max_position_embeddings);
-            let prefix = if join { &ids[..ids.len() - 1] } else { ids };
-            let max_shared = if join { prefix.len() } else { ids.len() - 1 };
-            let (mut seq, start) = match self.reuse(&model, ids, tokens, max_shared).map_err(failed)? {
+            let (seq, start) = match self.reuse(&model, ids, tokens, ids.len() - 1).map_err(failed)? {
                 Some(found) => found,
                 None => (model.new_sequence(tokens), 0),
             };
-            let logits = if start < prefix.len() {
-                let logits = model
-                    .with_sequence(&mut seq, |m| {
-                        if start == 0 {
-                            prefill(m, prefix, params.prefill_chunk, &self.device)
-                        } else {
-                            prefill_from(m, &prefix[start..], start, params.prefill_chunk, &self.device)
-                        }
-                    })
-                    .map_err(failed)?;
-                Some(logits)
-            } else {
-                None
-            };
-            (logits, Decoding::new(&params, &model.config().eos_token_ids, ids.len()), seq, join)
-        };
-        let prefill_s = started.elapsed().as_secs_f64();
-        let next = match (join, logits) {
-            (true, _) => ids.last().copied(),
-            (false, Some(logits)) => decoding.step(&logits, &|t| self.decode(t), &mut |_| true).map_err(failed)?,
-            // Without joining, at most all but the last token come from the cache.
-            (false, None) => return Err(BackendError::Failed("nothing of the prompt was prefilled".into())),
+            (Decoding::new(&params, &model.config().eos_token_ids, ids.len()), seq, start)
         };
         Ok(Active {
             seq,
             prompt: ids.to_vec(),
+            prompt_fed: start,
+            chunk: params.prefill_chunk.max(1),
+            done: false,
             decoding,
-            next,
+            next: None,
             text: TextStream::new(request),
             started,
-            prefill_s,
-            decode_started: Instant::now(),
+            prefill_s: 0.0,
+            decode_started: started,
             cancelled: false,
         })
     }
 
-    /// One decoding step of every unfinished, uncancelled request of `batch` in a single
-    /// forward pass; each chooses its next token exactly as it would decoded alone.
+    /// One forward pass for every unfinished, uncancelled request of `batch`: a decode row for
+    /// each request past its prompt, and the next chunk of the prompt (`prefill_chunk` tokens,
+    /// up to that many prompt rows in all per step, at least one chunk) for requests still
+    /// being prefilled. Each request chooses its next token exactly as it would alone.
     pub fn step(&self, batch: &mut [Active]) -> Result<(), BackendError> {
-        let mut running: Vec<&mut Active> = batch.iter_mut().filter(|a| a.next.is_some() && !a.cancelled).collect();
+        let mut budget = self.prefill_chunk;
+        let mut running: Vec<(&mut Active, Vec<u32>)> = Vec::new();
+        for a in batch.iter_mut().filter(|a| !a.cancelled) {
+            let rows = match a.next {
+                Some(t) => vec![t],
+                None if a.prompt_fed < a.prompt.len() => {
+                    // A whole chunk or nothing, so that chunks line up as in a prefill alone.
+                    let n = a.chunk.min(a.prompt.len() - a.prompt_fed);
+                    if n > budget && budget < self.prefill_chunk {
+                        continue;
+                    }
+                    budget = budget.saturating_sub(n);
+                    a.prompt[a.prompt_fed..a.prompt_fed + n].to_vec()
+                }
+                None => continue,
+            };
+            running.push((a, rows));
+        }
         if running.is_empty() {
             return Ok(());
         }
-        let tokens: Vec<u32> = running.iter().map(|a| a.next.expect("running")).collect();
+        let (mut actives, rows): (Vec<&mut Active>, Vec<Vec<u32>>) = running.into_iter().unzip();
         let logits = {
-            let mut seqs: Vec<&mut Sequence> = running.iter_mut().map(|a| &mut a.seq).collect();
-            self.lock().decode_batch(&mut seqs, &tokens).map_err(failed)?
+            let refs: Vec<&[u32]> = rows.iter().map(Vec::as_slice).collect();
+            let mut seqs: Vec<&mut Sequence> = actives.iter_mut().map(|a| &mut a.seq).collect();
+            self.lock().forward_batch(&mut seqs, &refs).map_err(failed)?
         };
-        for (row, a) in running.into_iter().enumerate() {
+        for (row, (a, fed)) in actives.into_iter().zip(&rows).enumerate() {
+            if a.next.is_none() {
+                a.prompt_fed += fed.len();
+                if a.prompt_fed < a.prompt.len() {
+                    continue;
+                }
+                a.prefill_s = a.started.elapsed().as_secs_f64();
+                a.decode_started = Instant::now();
+            }
             let l = logits.get(row).map_err(failed)?;
             a.next = a.decoding.step(&l, &|t| self.decode(t), &mut |_| true).map_err(failed)?;
+            a.done = a.next.is_none();
         }
         Ok(())
     }
@@ -559,6 +561,12 @@ pub struct Active {
     seq: Sequence,
     /// The prompt's token ids.
     prompt: Vec<u32>,
+    /// Prompt tokens already in the sequence's cache (the rest is fed by the next steps).
+    prompt_fed: usize,
+    /// Prompt tokens per step.
+    chunk: usize,
+    /// Whether decoding has ended.
+    done: bool,
     decoding: Decoding,
     /// The token to feed next; `None` once decoding has ended.
     next: Option<u32>,
@@ -581,7 +589,7 @@ impl std::fmt::Debug for Active {
 impl Active {
     /// Whether decoding has ended (or the request was cancelled).
     pub fn is_finished(&self) -> bool {
-        self.next.is_none() || self.cancelled
+        self.done || self.cancelled
     }
 
     /// Stops decoding this request (its client went away); it finishes as cancelled.

@@ -860,41 +860,78 @@ impl Llama {
     /// cache. Returns the logits `[n, vocab]`, row `i` equal to what decoding `seqs[i]` alone
     /// gives. Every sequence must hold at least one token (its prefilled prompt).
     pub fn decode_batch(&mut self, seqs: &mut [&mut Sequence], tokens: &[u32]) -> candle_core::Result<Tensor> {
-        let n = seqs.len();
-        if n != tokens.len() || n == 0 {
-            candle_core::bail!("decode_batch: {n} sequences and {} tokens", tokens.len());
-        }
         if let Some(i) = seqs.iter().position(|s| s.is_empty()) {
             candle_core::bail!("decode_batch: sequence {i} has no prompt in its cache");
         }
+        let rows: Vec<&[u32]> = tokens.iter().map(std::slice::from_ref).collect();
+        self.forward_batch(seqs, &rows)
+    }
+
+    /// One forward pass over several sequences with any number of new tokens each: `tokens[i]`
+    /// (at least one) is appended to `seqs[i]` from its next position, so prompt chunks and
+    /// single decode tokens run together. The projections, norms and MLPs run on all the rows
+    /// at once; attention runs per sequence over its own cache (causal within its new tokens),
+    /// as a prefill chunk of those tokens would; the LM head runs on each sequence's last row
+    /// only. Returns the logits `[n, vocab]` of each sequence's last new token.
+    pub fn forward_batch(&mut self, seqs: &mut [&mut Sequence], tokens: &[&[u32]]) -> candle_core::Result<Tensor> {
+        let n = seqs.len();
+        if n != tokens.len() || n == 0 {
+            candle_core::bail!("forward_batch: {n} sequences and {} token lists", tokens.len());
+        }
+        if let Some(i) = tokens.iter().position(|t| t.is_empty()) {
+            candle_core::bail!("forward_batch: sequence {i} has no new token");
+        }
         let device = self.norm.weight.device().clone();
-        let positions: Vec<usize> = seqs.iter().map(|s| s.len()).collect();
+        let starts: Vec<usize> = seqs.iter().map(|s| s.len()).collect();
         let (mut cos, mut sin) = (Vec::new(), Vec::new());
-        for (seq, &p) in seqs.iter_mut().zip(&positions) {
-            seq.rotary.update(p);
-            let (c, si) = seq.rotary.cos_sin(p);
-            cos.extend(c);
-            sin.extend(si);
+        for ((seq, &p), t) in seqs.iter_mut().zip(&starts).zip(tokens) {
+            seq.rotary.update(p + t.len() - 1);
+            for pos in p..p + t.len() {
+                let (c, si) = seq.rotary.cos_sin(pos);
+                cos.extend(c);
+                sin.extend(si);
+            }
         }
         let d = self.config.head_dim;
-        // The sequences as the rows of one `[1, n]` input.
-        let ids = Tensor::new(tokens, &device)?.unsqueeze(0)?;
+        // All the new tokens as the rows of one `[1, rows]` input.
+        let all: Vec<u32> = tokens.iter().flat_map(|t| t.iter().copied()).collect();
+        let rows = all.len();
+        let ids = Tensor::new(all, &device)?.unsqueeze(0)?;
         let mut h = self.embed.forward(&ids)?;
-        let cos = Tensor::from_vec(cos, (n, d), &device)?.to_dtype(h.dtype())?;
-        let sin = Tensor::from_vec(sin, (n, d), &device)?.to_dtype(h.dtype())?;
+        let cos = Tensor::from_vec(cos, (rows, d), &device)?.to_dtype(h.dtype())?;
+        let sin = Tensor::from_vec(sin, (rows, d), &device)?.to_dtype(h.dtype())?;
         for (li, layer) in self.layers.iter_mut().enumerate() {
             let attn = &layer.attn;
             let (q, k, v) = attn.project(&layer.input_norm.forward(&h)?, &cos, &sin, None)?;
             let mut outs = Vec::with_capacity(n);
+            let mut at = 0;
             for (i, seq) in seqs.iter_mut().enumerate() {
-                let (kc, vc) = seq.caches[li].append(&k.narrow(2, i, 1)?, &v.narrow(2, i, 1)?)?;
-                outs.push(attn.attend(&q.narrow(2, i, 1)?.contiguous()?, &kc, &vc, positions[i])?);
+                let t = tokens[i].len();
+                let (ki, vi) = (k.narrow(2, at, t)?, v.narrow(2, at, t)?);
+                let cache = &mut seq.caches[li];
+                // As `Attention::forward`: an empty cache attends to the fresh keys and values.
+                let (kc, vc) = if cache.is_empty() {
+                    cache.append(&ki, &vi)?;
+                    (ki, vi)
+                } else {
+                    cache.append(&ki, &vi)?
+                };
+                outs.push(attn.attend(&q.narrow(2, at, t)?.contiguous()?, &kc, &vc, starts[i])?);
+                at += t;
             }
             let a = attn.o.forward(&Tensor::cat(&outs, 1)?, None)?;
             h = (h + a)?;
             let m = layer.mlp.forward(&layer.post_norm.forward(&h)?, None)?;
             h = (h + m)?;
         }
+        let last: Vec<u32> = tokens
+            .iter()
+            .scan(0u32, |end, t| {
+                *end += t.len() as u32;
+                Some(*end - 1)
+            })
+            .collect();
+        let h = h.squeeze(0)?.index_select(&Tensor::new(last, &device)?, 0)?.unsqueeze(0)?;
         self.lm_head.forward(&self.norm.forward(&h)?)?.squeeze(0)
     }
 

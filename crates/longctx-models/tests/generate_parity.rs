@@ -242,3 +242,74 @@ fn a_forked_prefix_or_a_last_prompt_token_decoded_gives_the_logits_of_a_full_pre
     }
     assert!(checked >= 24, "{checked} forks checked");
 }
+
+/// Prompts prefilled inside the batched step (`forward_batch`: a joining sequence's whole
+/// prompt as rows beside the others' single decode tokens, in chunks of at most 16 tokens)
+/// give the tokens of decoding each sequence alone.
+#[test]
+fn prompts_prefilled_in_the_batch_equal_decoding_alone() {
+    use longctx_models::generate::Decoding;
+    use longctx_models::llama::Sequence;
+    /// A sequence of the batch: index, sequence, decoding, prompt tokens not yet fed, next token.
+    type Joined = (usize, Sequence, Decoding, Vec<u32>, Option<u32>);
+    const CHUNK: usize = 16;
+    let fixture: std::collections::BTreeMap<String, Vec<Run>> =
+        serde_json::from_str(&std::fs::read_to_string(tiny().join("generate.json")).unwrap()).unwrap();
+    for (name, runs) in &fixture {
+        let mut loaded = load_hf_dir(&tiny().join(name), DType::F32, &Device::Cpu, None).unwrap();
+        let model = &mut loaded.model;
+        let prompts: Vec<&[u32]> = runs.iter().map(|r| r.prompt.as_slice()).collect();
+        let budgets = [30usize, 12, 25, 40];
+        let params = |max: usize| GenerationParams {
+            max_new_tokens: max,
+            ignore_eos: true,
+            prefill_chunk: CHUNK,
+            ..Default::default()
+        };
+        let alone: Vec<Vec<u32>> = prompts
+            .iter()
+            .zip(budgets)
+            .map(|(p, max)| generate(model, p, &params(max), &Device::Cpu, &|_| String::new()).unwrap().tokens)
+            .collect();
+        let mut active: Vec<Joined> = Vec::new();
+        let mut done: Vec<Option<Vec<u32>>> = vec![None; prompts.len()];
+        let mut step = 0;
+        while done.iter().any(Option::is_none) {
+            for (i, p) in prompts.iter().enumerate() {
+                if step == 2 * i {
+                    let seq = model.new_sequence(p.len() + budgets[i]);
+                    active.push((i, seq, Decoding::new(&params(budgets[i]), &[], p.len()), p.to_vec(), None));
+                }
+            }
+            step += 1;
+            if active.is_empty() {
+                continue;
+            }
+            let rows: Vec<Vec<u32>> = active
+                .iter_mut()
+                .map(|a| match a.4 {
+                    Some(t) => vec![t],
+                    None => a.3.drain(..CHUNK.min(a.3.len())).collect(),
+                })
+                .collect();
+            let refs: Vec<&[u32]> = rows.iter().map(Vec::as_slice).collect();
+            let mut seqs: Vec<&mut Sequence> = active.iter_mut().map(|a| &mut a.1).collect();
+            let logits = model.forward_batch(&mut seqs, &refs).unwrap();
+            let mut still = Vec::new();
+            for (r, (i, seq, mut d, pending, next)) in active.drain(..).enumerate() {
+                if next.is_none() && !pending.is_empty() {
+                    still.push((i, seq, d, pending, None)); // the prompt is not all in yet
+                    continue;
+                }
+                match d.step(&logits.get(r).unwrap(), &|_| String::new(), &mut |_| true).unwrap() {
+                    Some(t) => still.push((i, seq, d, pending, Some(t))),
+                    None => done[i] = Some(d.tokens().to_vec()),
+                }
+            }
+            active = still;
+        }
+        for (i, (a, b)) in alone.iter().zip(&done).enumerate() {
+            assert_eq!(Some(a), b.as_ref(), "{name}: sequence {i}");
+        }
+    }
+}
