@@ -204,8 +204,8 @@ impl Batcher<'_> {
         }
     }
 
-    /// Admits jobs while there is room: each one's prompt is prefilled and its first token
-    /// chosen; one that ends there is answered at once.
+    /// Admits jobs while there is room: each one gets a sequence of its own (with the prefix
+    /// of its prompt the prefix cache holds); the steps feed the rest of its prompt.
     fn admit(&mut self, rx: &Receiver<Job>) {
         while self.active.len() < self.limits.max_batch.max(1) {
             let Some(job) = self.next_job(rx) else { break };
@@ -287,9 +287,9 @@ impl Batcher<'_> {
     }
 }
 
-/// Continuous batching: requests join at step boundaries (their prompts prefilled one at a
-/// time), every step decodes one token of each request in one forward pass, and finished or
-/// abandoned requests leave after the step that ended them.
+/// Continuous batching: requests join at step boundaries, every step runs one forward pass
+/// over a chunk of each joining request's prompt and one token of each decoding request, and
+/// finished or abandoned requests leave after the step that ended them.
 fn run(backend: &NativeBackend, rx: &Receiver<Job>, load: &Load, limits: BatchLimits) {
     let mut batcher = Batcher { backend, load, limits, active: Vec::new(), pending: None, open: true };
     loop {
