@@ -319,6 +319,10 @@ pub(crate) struct RetrieveArgs {
     /// Texts per forward pass.
     #[arg(long, default_value_t = 32)]
     pub(crate) batch_size: usize,
+    /// Number format of the embedder's dense layers: f32 (the default) or bf16 (fast on CPUs
+    /// with AMX).
+    #[arg(long, default_value = "f32")]
+    pub(crate) precision: Precision,
     /// Also print the context the model would receive.
     #[arg(long)]
     pub(crate) show_text: bool,

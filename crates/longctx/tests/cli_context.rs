@@ -98,6 +98,14 @@ fn retrieve_shows_what_naive_rag_feeds_the_model() {
     let v: Value = serde_json::from_str(&stdout(&longctx(&[&base[..], &["--k", "5", "--json"]].concat()))).unwrap();
     assert_eq!(v["n_chunks"], sample["n_chunks"]);
     assert_eq!(v["ids"], sample["doc_order_ids_k5"]);
+    // bf16 embeddings: the same chunks, nearly the same choice.
+    let b: Value =
+        serde_json::from_str(&stdout(&longctx(&[&base[..], &["--k", "5", "--json", "--precision", "bf16"]].concat())))
+            .unwrap();
+    assert_eq!(b["n_chunks"], v["n_chunks"]);
+    let ids = |x: &Value| -> Vec<u64> { x["ids"].as_array().unwrap().iter().map(|i| i.as_u64().unwrap()).collect() };
+    let shared = ids(&b).iter().filter(|i| ids(&v).contains(i)).count();
+    assert!(shared >= 4 && ids(&b).len() == 5, "bf16 ids {:?} vs f32 {:?}", ids(&b), ids(&v));
     assert_eq!(v["whole_context"], false);
     let n = sample["n_chunks"].as_u64().unwrap().to_string();
     let all: Value = serde_json::from_str(&stdout(&longctx(&[&base[..], &["--k", &n, "--json"]].concat()))).unwrap();

@@ -64,7 +64,7 @@ pub(crate) fn embed(args: &EmbedArgs) -> Result<()> {
 
 pub(crate) fn retrieve(args: &RetrieveArgs) -> Result<()> {
     let context = fs_err::read_to_string(&args.context_file)?;
-    let model = load_embedder(&args.embedder, args.batch_size, Precision::F32)?;
+    let model = load_embedder(&args.embedder, args.batch_size, args.precision)?;
     let chunking = ChunkConfig {
         size: args.chunk_chars,
         overlap: args.overlap,
