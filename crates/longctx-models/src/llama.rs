@@ -479,6 +479,18 @@ impl KvCache {
         self.len = 0;
     }
 
+    /// Appends `k`, `v` and returns the keys and values attention reads: into an empty cache,
+    /// the fresh ones themselves (in the model's dtype, not the cache's); otherwise everything
+    /// cached.
+    fn push(&mut self, k: Tensor, v: Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+        if self.is_empty() {
+            self.append(&k, &v)?;
+            Ok((k, v))
+        } else {
+            self.append(&k, &v)
+        }
+    }
+
     /// Appends `k`, `v` (`[b, kvh, s, d]`) and returns views of everything cached.
     fn append(&mut self, k: &Tensor, v: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
         let (b, kvh, s, d) = k.dims4()?;
@@ -572,14 +584,7 @@ impl Attention {
 
     fn forward(&mut self, x: &Tensor, cos: &Tensor, sin: &Tensor, offset: usize) -> candle_core::Result<Tensor> {
         let (q, k, v) = self.project(x, cos, sin, None)?;
-        // An empty cache: attend to the fresh keys and values themselves, and keep them for
-        // later calls.
-        let (k, v) = if self.cache.is_empty() {
-            self.cache.append(&k, &v)?;
-            (k, v)
-        } else {
-            self.cache.append(&k, &v)?
-        };
+        let (k, v) = self.cache.push(k, v)?;
         let out = self.attend(&q, &k, &v, offset)?;
         self.o.forward(&out, None)
     }
@@ -907,15 +912,7 @@ impl Llama {
             let mut at = 0;
             for (i, seq) in seqs.iter_mut().enumerate() {
                 let t = tokens[i].len();
-                let (ki, vi) = (k.narrow(2, at, t)?, v.narrow(2, at, t)?);
-                let cache = &mut seq.caches[li];
-                // As `Attention::forward`: an empty cache attends to the fresh keys and values.
-                let (kc, vc) = if cache.is_empty() {
-                    cache.append(&ki, &vi)?;
-                    (ki, vi)
-                } else {
-                    cache.append(&ki, &vi)?
-                };
+                let (kc, vc) = seq.caches[li].push(k.narrow(2, at, t)?, v.narrow(2, at, t)?)?;
                 outs.push(attn.attend(&q.narrow(2, at, t)?.contiguous()?, &kc, &vc, starts[i])?);
                 at += t;
             }
