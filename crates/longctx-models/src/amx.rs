@@ -57,22 +57,16 @@ fn detect() -> bool {
     false
 }
 
-/// f32 → bf16, rounding to nearest even, NaN to the quiet NaN (as `torch.Tensor.bfloat16`).
+/// f32 → bf16 bits, rounding to nearest even (`half::bf16`, as `torch.Tensor.bfloat16`).
 #[inline(always)]
 pub fn to_bf16(x: f32) -> u16 {
-    let b = x.to_bits();
-    let rounded = (b.wrapping_add(0x7fff + ((b >> 16) & 1)) >> 16) as u16;
-    if x.is_nan() {
-        0x7fc0
-    } else {
-        rounded
-    }
+    half::bf16::from_f32(x).to_bits()
 }
 
-/// bf16 → f32 (exact).
+/// bf16 bits → f32 (exact).
 #[inline(always)]
 pub fn from_bf16(x: u16) -> f32 {
-    f32::from_bits(u32::from(x) << 16)
+    half::bf16::from_bits(x).to_f32()
 }
 
 /// A weight matrix `[n, k]` packed in bf16 for AMX, with an f32 bias.
