@@ -397,7 +397,7 @@ impl Encoder {
 
     /// Runs the dense layers in `precision` from now on (the weights are packed again).
     /// `bf16` runs on the CPU only; it is fast where the CPU has AMX-BF16 ([`crate::amx`]) and
-    /// gives the same numbers, slowly, elsewhere.
+    /// gives the same numbers (to f32 rounding), with no speed-up, elsewhere.
     pub fn set_precision(&mut self, precision: Precision) -> Result<(), ModelError> {
         if precision == self.precision {
             return Ok(());
@@ -647,96 +647,69 @@ impl Encoder {
 
 /// Attention of one packed sequence (tokens `start..start + n` of `qkv`, `[T, 3H]`) over
 /// itself, into `piece` (`[n, H]`).
-///
-/// Per head, the keys are transposed and padded to whole lanes (`[d, np]`) and the values
-/// padded to whole lanes (`[n, dp]`); four queries at a time share every loaded lane of keys
-/// and values, so that eight independent sums are in flight. Each score is the sum over `d`
-/// in order, each output the sum over the keys in order, as a plain loop computes them; the
-/// softmax's maximum and sum run in 16 lanes.
 #[inline(always)]
 fn attend_body(qkv: &[f32], start: usize, n: usize, piece: &mut [f32], h: usize, heads: usize, scale: f32) {
     const L: usize = 16;
-    const Q: usize = 4;
     let d = h / heads;
+    // Keys transposed and padded to whole lanes (`[d, np]`), so that 16 scores at a time
+    // accumulate in registers; values as rows (`[n, d]`).
     let np = n.div_ceil(L) * L;
-    let dp = d.div_ceil(L) * L;
+    let mut scores = vec![0f32; np];
     let mut keys_t = vec![0f32; d * np];
-    let mut values = vec![0f32; n * dp];
-    let mut scores = vec![0f32; Q * np];
-    let mut queries = vec![0f32; Q * d];
-    let mut inv = [0f32; Q];
+    let mut values = vec![0f32; n * d];
     for head in 0..heads {
         for j in 0..n {
             let row = &qkv[(start + j) * 3 * h..][..3 * h];
             for (t, &k) in row[h + head * d..][..d].iter().enumerate() {
                 keys_t[t * np + j] = k;
             }
-            values[j * dp..][..d].copy_from_slice(&row[2 * h + head * d..][..d]);
+            values[j * d..][..d].copy_from_slice(&row[2 * h + head * d..][..d]);
         }
-        for i0 in (0..n).step_by(Q) {
-            let qn = Q.min(n - i0);
-            for (r, q) in queries.chunks_exact_mut(d).enumerate() {
-                if r < qn {
-                    q.copy_from_slice(&qkv[(start + i0 + r) * 3 * h + head * d..][..d]);
-                } else {
-                    q.fill(0.0);
-                }
-            }
+        for i in 0..n {
+            let q = &qkv[(start + i) * 3 * h + head * d..][..d];
             for j0 in (0..np).step_by(L) {
-                let mut acc = [[0f32; L]; Q];
-                for t in 0..d {
+                let mut acc = [0f32; L];
+                for (t, &qt) in q.iter().enumerate() {
                     let kt: &[f32; L] = keys_t[t * np + j0..][..L].try_into().expect("a lane of keys");
-                    for r in 0..Q {
-                        let qt = queries[r * d + t];
-                        for l in 0..L {
-                            acc[r][l] += qt * kt[l];
-                        }
-                    }
-                }
-                for r in 0..Q {
                     for l in 0..L {
-                        scores[r * np + j0 + l] = acc[r][l] * scale;
+                        acc[l] += qt * kt[l];
                     }
+                }
+                for l in 0..L {
+                    scores[j0 + l] = acc[l] * scale;
                 }
             }
-            for r in 0..qn {
-                let live = &mut scores[r * np..][..n];
-                let mut mx = [f32::NEG_INFINITY; L];
-                for chunk in live.chunks(L) {
-                    for (m, &v) in mx.iter_mut().zip(chunk) {
-                        *m = if v > *m { v } else { *m };
-                    }
-                }
-                let max = mx.iter().copied().fold(f32::NEG_INFINITY, |a, b| if b > a { b } else { a });
-                for v in live.iter_mut() {
-                    *v = exp_f32(*v - max);
-                }
-                let mut sums = [0f32; L];
-                for chunk in live.chunks(L) {
-                    for (a, &v) in sums.iter_mut().zip(chunk) {
-                        *a += v;
-                    }
-                }
-                inv[r] = 1.0 / sums.iter().sum::<f32>();
+            let live = &mut scores[..n];
+            let max = live.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0f32;
+            for s in live.iter_mut() {
+                *s = exp_f32(*s - max);
+                sum += *s;
             }
-            for c0 in (0..dp).step_by(L) {
-                let mut acc = [[0f32; L]; Q];
-                for j in 0..n {
-                    let v: &[f32; L] = values[j * dp + c0..][..L].try_into().expect("a lane of values");
-                    for r in 0..Q {
-                        let p = scores[r * np + j];
+            let inv = 1.0 / sum;
+            let o = &mut piece[i * h + head * d..][..d];
+            let mut c0 = 0;
+            while c0 < d {
+                let w = L.min(d - c0);
+                let mut acc = [0f32; L];
+                if w == L {
+                    for (&p, v) in live.iter().zip(values.chunks_exact(d)) {
+                        let v: &[f32; L] = v[c0..c0 + L].try_into().expect("a lane of values");
                         for l in 0..L {
-                            acc[r][l] += p * v[l];
+                            acc[l] += p * v[l];
+                        }
+                    }
+                } else {
+                    for (&p, v) in live.iter().zip(values.chunks_exact(d)) {
+                        for l in 0..w {
+                            acc[l] += p * v[c0 + l];
                         }
                     }
                 }
-                let w = L.min(d - c0);
-                for r in 0..qn {
-                    let o = &mut piece[(i0 + r) * h + head * d + c0..][..w];
-                    for (l, o) in o.iter_mut().enumerate() {
-                        *o = acc[r][l] * inv[r];
-                    }
+                for l in 0..w {
+                    o[c0 + l] = acc[l] * inv;
                 }
+                c0 += w;
             }
         }
     }
