@@ -79,7 +79,7 @@ impl SentenceEmbedder {
     }
 
     /// Runs the encoder's dense layers in `precision` (`bf16`: fast on CPUs with AMX, vectors
-    /// within about 1e-2 of f32's; see [`Precision`]).
+    /// within about 1e-3 of f32's; see [`Precision`]).
     pub fn with_precision(mut self, precision: Precision) -> Result<Self, Error> {
         self.encoder.set_precision(precision)?;
         Ok(self)

@@ -19,10 +19,14 @@ struct Run {
     generated: Vec<u32>,
 }
 
+/// The runs of `generate.json` by tiny model: prompts and transformers' greedy tokens.
+fn runs() -> std::collections::BTreeMap<String, Vec<Run>> {
+    serde_json::from_str(&std::fs::read_to_string(tiny().join("generate.json")).unwrap()).unwrap()
+}
+
 #[test]
 fn greedy_tokens_equal_transformers() {
-    let fixture: std::collections::BTreeMap<String, Vec<Run>> =
-        serde_json::from_str(&std::fs::read_to_string(tiny().join("generate.json")).unwrap()).unwrap();
+    let fixture = runs();
     assert_eq!(fixture.len(), 8);
     for (name, runs) in &fixture {
         let mut loaded = load_hf_dir(&tiny().join(name), DType::F32, &Device::Cpu, None).unwrap();
@@ -42,8 +46,7 @@ fn greedy_tokens_equal_transformers() {
 
 #[test]
 fn chunked_prefill_and_stop_strings() {
-    let fixture: std::collections::BTreeMap<String, Vec<Run>> =
-        serde_json::from_str(&std::fs::read_to_string(tiny().join("generate.json")).unwrap()).unwrap();
+    let fixture = runs();
     let run = &fixture["llama"][2];
     let mut loaded = load_hf_dir(&tiny().join("llama"), DType::F32, &Device::Cpu, None).unwrap();
     let decode = |ids: &[u32]| loaded.tokenizer.inner().decode(ids, true).unwrap();
@@ -68,8 +71,7 @@ fn chunked_prefill_and_stop_strings() {
 fn an_f16_kv_cache_stays_close_to_the_f32_one() {
     use candle_core::Tensor;
     use longctx_models::llama::CausalLm;
-    let fixture: std::collections::BTreeMap<String, Vec<Run>> =
-        serde_json::from_str(&std::fs::read_to_string(tiny().join("generate.json")).unwrap()).unwrap();
+    let fixture = runs();
     for (name, runs) in &fixture {
         let run = &runs[runs.len() - 1];
         let mut loaded = load_hf_dir(&tiny().join(name), DType::F32, &Device::Cpu, None).unwrap();
@@ -112,8 +114,7 @@ fn an_f16_kv_cache_stays_close_to_the_f32_one() {
 #[test]
 fn batched_decoding_equals_decoding_alone() {
     use longctx_models::generate::{prefill, Decoding};
-    let fixture: std::collections::BTreeMap<String, Vec<Run>> =
-        serde_json::from_str(&std::fs::read_to_string(tiny().join("generate.json")).unwrap()).unwrap();
+    let fixture = runs();
     for (name, runs) in &fixture {
         let mut loaded = load_hf_dir(&tiny().join(name), DType::F32, &Device::Cpu, None).unwrap();
         let model = &mut loaded.model;
@@ -179,8 +180,7 @@ fn a_forked_prefix_or_a_last_prompt_token_decoded_gives_the_logits_of_a_full_pre
     use longctx_models::generate::{prefill, prefill_from, Decoding};
     use longctx_models::llama::CausalLm;
     use longctx_models::rope::RopeScaling;
-    let fixture: std::collections::BTreeMap<String, Vec<Run>> =
-        serde_json::from_str(&std::fs::read_to_string(tiny().join("generate.json")).unwrap()).unwrap();
+    let fixture = runs();
     let greedy = |model: &mut longctx_models::llama::Llama,
                   seq: &mut longctx_models::llama::Sequence,
                   logits: candle_core::Tensor,
@@ -253,8 +253,7 @@ fn prompts_prefilled_in_the_batch_equal_decoding_alone() {
     /// A sequence of the batch: index, sequence, decoding, prompt tokens not yet fed, next token.
     type Joined = (usize, Sequence, Decoding, Vec<u32>, Option<u32>);
     const CHUNK: usize = 16;
-    let fixture: std::collections::BTreeMap<String, Vec<Run>> =
-        serde_json::from_str(&std::fs::read_to_string(tiny().join("generate.json")).unwrap()).unwrap();
+    let fixture = runs();
     for (name, runs) in &fixture {
         let mut loaded = load_hf_dir(&tiny().join(name), DType::F32, &Device::Cpu, None).unwrap();
         let model = &mut loaded.model;
