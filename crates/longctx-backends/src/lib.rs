@@ -17,6 +17,7 @@
 //! # Ok::<(), longctx_backends::Error>(())
 //! ```
 
+pub mod batch;
 pub mod native;
 pub mod openai;
 

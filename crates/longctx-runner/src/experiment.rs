@@ -212,6 +212,15 @@ pub struct ModelConfig {
     /// Native: the KV cache's element type, `f32` or `f16` (default: the model's dtype).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kv_cache: Option<KvCacheType>,
+    /// Native: requests decoded together in one forward pass (continuous batching: the
+    /// variants of a sample, and the next samples, run as one batch; default 1, one at a
+    /// time). Predictions are the same token for token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch: Option<usize>,
+    /// Native, with `batch` > 1: GiB of KV cache the requests decoded together may hold
+    /// (default 4; one request alone always runs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kv_budget_gib: Option<f64>,
     /// The prompt budget in tokens (LongBench's `model2maxlen`).
     pub max_prompt_tokens: usize,
     /// A cap on LongBench's generation length per dataset.
@@ -248,8 +257,17 @@ impl ModelConfig {
     fn identity(&self) -> serde_json::Value {
         let mut v = serde_json::to_value(self).expect("a model config serializes");
         let m = v.as_object_mut().expect("an object");
-        for key in ["base_url", "api_key_env", "concurrency", "timeout_s", "max_retries", "backoff_s", "prefill_chunk"]
-        {
+        for key in [
+            "base_url",
+            "api_key_env",
+            "concurrency",
+            "timeout_s",
+            "max_retries",
+            "backoff_s",
+            "prefill_chunk",
+            "batch",
+            "kv_budget_gib",
+        ] {
             m.remove(key);
         }
         if let Some(dir) = &self.adapter {
@@ -305,6 +323,12 @@ impl ModelConfig {
                     ],
                     "native",
                 )?;
+                if self.batch == Some(0) {
+                    invalid!("model `{name}`: `batch` must be at least 1");
+                }
+                if self.kv_budget_gib.is_some_and(|g| !(g.is_finite() && g > 0.0)) {
+                    invalid!("model `{name}`: `kv_budget_gib` must be a positive number of GiB");
+                }
             }
             BackendKind::Openai => {
                 for (key, set) in [
@@ -324,6 +348,8 @@ impl ModelConfig {
                         ("context_window", self.context_window.is_some()),
                         ("adapter", self.adapter.is_some()),
                         ("kv_cache", self.kv_cache.is_some()),
+                        ("batch", self.batch.is_some()),
+                        ("kv_budget_gib", self.kv_budget_gib.is_some()),
                     ],
                     "openai",
                 )?;

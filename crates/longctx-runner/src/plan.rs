@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use longctx_backends::batch::{BatchLimits, BatchedBackend};
 use longctx_backends::native::{render_prompt, NativeBackend, NativeOptions, RenderedPrompt};
 use longctx_backends::openai::{Endpoint, EndpointConfig, OpenAiBackend, OpenAiChat, OpenAiEmbedder};
 use longctx_bench::dataset::{self, DataSource, DatasetSpec, Suite};
@@ -254,7 +255,20 @@ impl ModelRuntime {
                     kv_cache: config.kv_cache,
                 };
                 let native = Arc::new(NativeBackend::load(Path::new(path), &options).map_err(|e| in_model(e.into()))?);
-                Ok(Self { config: config.clone(), backend: native.clone(), local: Local::Native(native) })
+                let backend: Arc<dyn Backend> = match config.batch {
+                    Some(max_batch) if max_batch > 1 => {
+                        let defaults = BatchLimits::default();
+                        let limits = BatchLimits {
+                            max_batch,
+                            kv_budget_bytes: config
+                                .kv_budget_gib
+                                .map_or(defaults.kv_budget_bytes, |gib| (gib * f64::from(1u32 << 30)) as usize),
+                        };
+                        Arc::new(BatchedBackend::new(Arc::clone(&native), limits).map_err(|e| in_model(e.into()))?)
+                    }
+                    _ => native.clone(),
+                };
+                Ok(Self { config: config.clone(), backend, local: Local::Native(native) })
             }
             BackendKind::Openai => {
                 let tok_path = config.tokenizer.as_deref().expect("validated");

@@ -3,8 +3,9 @@
 //!
 //! Work goes model by model, dataset by dataset, sample by sample, and for each sample every
 //! variant of the model (so RAG at several k embeds the sample's chunks once). Up to the
-//! backend's parallelism of samples are in flight (1 for a native model; `concurrency` for an
-//! HTTP backend). Each prediction is appended and flushed as it finishes; a rerun skips the ids
+//! backend's parallelism of (variant, sample) pairs are in flight: 1 for a native model, or
+//! its `batch`, decoded together in one forward pass; `concurrency` for an HTTP backend.
+//! Each prediction is appended and flushed as it finishes; a rerun skips the ids
 //! already written. A sample that fails is recorded under `failed/` and the run goes on; a
 //! rerun retries it. With a budget, no sample starts whose estimated cost would take the run
 //! past it; the run then stops, resumable. Raising the interrupt flag (Ctrl-C in `longctx run`)
