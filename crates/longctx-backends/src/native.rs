@@ -20,6 +20,7 @@ use longctx_models::gguf::load_gguf;
 use longctx_models::llama::{CausalLm, Llama, Sequence};
 use longctx_models::load::{load_hf_dir, resolve_model};
 use longctx_models::lora::Adapter;
+use longctx_models::qmatmul::BlockKind;
 use longctx_models::rope::RopeScaling;
 use longctx_models::tokenizer::HfTokenizer;
 use longctx_models::Loaded;
@@ -73,6 +74,36 @@ impl KvCacheType {
     }
 }
 
+/// A block format safetensors weights are quantized to at load (llama.cpp's, byte for byte
+/// as its reference quantizer), as the command line and experiment files name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum Quantize {
+    /// 8-bit values, one f16 scale per 32.
+    #[serde(rename = "q8_0")]
+    #[cfg_attr(feature = "clap", value(name = "q8_0"))]
+    Q8_0,
+    /// 4-bit values, one f16 scale per 32.
+    #[serde(rename = "q4_0")]
+    #[cfg_attr(feature = "clap", value(name = "q4_0"))]
+    Q4_0,
+    /// 4-bit values, an f16 scale and minimum per 32.
+    #[serde(rename = "q4_1")]
+    #[cfg_attr(feature = "clap", value(name = "q4_1"))]
+    Q4_1,
+}
+
+impl Quantize {
+    /// The block layout.
+    pub fn kind(self) -> BlockKind {
+        match self {
+            Self::Q8_0 => BlockKind::Q8_0,
+            Self::Q4_0 => BlockKind::Q4_0,
+            Self::Q4_1 => BlockKind::Q4_1,
+        }
+    }
+}
+
 /// How to load and run a native model.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NativeOptions {
@@ -89,6 +120,9 @@ pub struct NativeOptions {
     pub adapter: Option<PathBuf>,
     /// The KV cache's element type (default: the model's activation dtype; f32 for GGUF).
     pub kv_cache: Option<KvCacheType>,
+    /// Quantize a safetensors model's projections and LM head at load (f32 models only; a
+    /// GGUF file is quantized already). An adapter then applies over the quantized base.
+    pub quantize: Option<Quantize>,
 }
 
 impl Default for NativeOptions {
@@ -100,6 +134,7 @@ impl Default for NativeOptions {
             prefill_chunk: 512,
             adapter: None,
             kv_cache: None,
+            quantize: None,
         }
     }
 }
@@ -107,7 +142,27 @@ impl Default for NativeOptions {
 /// Loads a GGUF file, a model directory or a hub id on `device`, with the adapter of
 /// `options` applied.
 pub fn load_model(path: &Path, options: &NativeOptions, device: &Device) -> Result<Loaded, Error> {
+    if options.quantize.is_some() {
+        if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+            return Err(Error::Load(format!(
+                "{}: a GGUF file is quantized already; --quantize applies to safetensors models",
+                path.display()
+            )));
+        }
+        if options.dtype != DType::F32 {
+            return Err(Error::Load(format!(
+                "{}: quantizing at load takes f32 weights (the products then run on f32 activations); drop the dtype",
+                path.display()
+            )));
+        }
+    }
     let mut loaded = load_base(path, options, device)?;
+    if let Some(q) = options.quantize {
+        loaded
+            .model
+            .quantize_weights(q.kind())
+            .map_err(|e| Error::Load(format!("quantizing {} to {q:?}: {e}", path.display())))?;
+    }
     if let Some(dir) = &options.adapter {
         let adapter = Adapter::load(dir, loaded.model.config(), device)
             .map_err(|e| Error::Load(format!("adapter {}: {e}", dir.display())))?;

@@ -53,3 +53,28 @@ fn an_adapter_for_another_model_is_refused_by_tensor() {
     let err = NativeBackend::load(&fixtures().join("llama"), &options).err().unwrap().to_string();
     assert!(err.contains("lora_A.weight` has shape [4, 32]; this model needs [8, 32] (rank 8)"), "{err}");
 }
+
+/// `quantize`: the projections quantized at load, the adapter applied over them (QLoRA at
+/// inference); a GGUF file or a non-f32 dtype is refused before anything loads.
+#[test]
+fn an_adapter_applies_over_weights_quantized_at_load() {
+    use longctx_backends::native::Quantize;
+    let model = fixtures().join("llama");
+    let adapter = Some(fixtures().join("adapter_llama"));
+    let q8 = NativeOptions { quantize: Some(Quantize::Q8_0), adapter: adapter.clone(), ..NativeOptions::default() };
+    let quantized = NativeBackend::load(&model, &q8).unwrap();
+    let plain = NativeBackend::load(&model, &NativeOptions { adapter, ..NativeOptions::default() }).unwrap();
+    // Both answer; the 8-bit weights change the logits, not (here) the description.
+    assert_eq!(quantized.describe(), plain.describe());
+    assert!(!answer(&quantized).is_empty());
+    let gguf = root_dir().join("tests/fixtures/tiny/llama/model-q8_0.gguf");
+    let e = NativeBackend::load(&gguf, &q8).unwrap_err().to_string();
+    assert!(e.contains("quantized already"), "{e}");
+    let bf16 = NativeOptions { dtype: candle_core::DType::BF16, ..q8 };
+    let e = NativeBackend::load(&model, &bf16).unwrap_err().to_string();
+    assert!(e.contains("f32 weights"), "{e}");
+}
+
+fn root_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}

@@ -849,7 +849,10 @@ fn attend(qkv: &[f32], start: usize, n: usize, piece: &mut [f32], h: usize, head
         // SAFETY: the CPU has AVX-512F (checked above); every pointer stays inside its buffer:
         // rows `< nq` of queries, columns `< np` of keys and probabilities, `< dp` of values,
         // and the stores into `piece` are masked to the head's `d` columns of live queries.
-        unsafe { attend_avx512(qkv, start, n, piece, h, heads, scale) };
+        unsafe {
+            attend_avx512(qkv, start, n, piece, h, heads, scale);
+            crate::zmm::clear_upper_state();
+        }
         return;
     }
     attend_body(qkv, start, n, piece, h, heads, scale);

@@ -27,9 +27,11 @@ pub mod load;
 pub mod lora;
 pub mod perplexity;
 pub mod qmatmul;
+pub mod quantize;
 pub mod rope;
 pub mod sgemm;
 pub mod tokenizer;
+mod zmm;
 
 pub use config::{ConfigError, HfConfig};
 

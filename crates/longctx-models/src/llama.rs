@@ -213,6 +213,22 @@ impl Module for Proj {
     }
 }
 
+/// `p` with its dense weight quantized to `kind` (`name`: the tensor, for errors); other
+/// projections as they are.
+fn quantize_proj(p: &mut Proj, kind: crate::qmatmul::BlockKind, name: &str) -> candle_core::Result<()> {
+    let Proj::Dense(l) = p else { return Ok(()) };
+    let (rows, cols) = l.weight().dims2()?;
+    if cols % 32 != 0 {
+        candle_core::bail!("{name}: {cols} columns, not a whole number of 32-value {kind:?} blocks");
+    }
+    let w = l.weight().to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+    let blocks = crate::quantize::quantize(kind, &w);
+    let matrix = crate::qmatmul::QuantMatrix::from_ggml(kind, rows, cols, &blocks)?;
+    let bias = l.bias().map(|b| b.to_dtype(DType::F32)).transpose()?;
+    *p = Proj::Packed(crate::qmatmul::QuantMatMul(std::sync::Arc::new(matrix)), bias);
+    Ok(())
+}
+
 /// A LoRA update of one projection: `x ↦ scale · (x · Aᵀ) · Bᵀ`, with `A` `[r, in]` and `B`
 /// `[out, r]` in f32 (PEFT's `lora_A` / `lora_B` weights).
 #[derive(Debug, Clone)]
@@ -946,6 +962,26 @@ impl Llama {
             layer.attn.cache.buffers = None;
             layer.attn.cache.len = 0;
         }
+    }
+
+    /// Quantizes every projection and the LM head to `kind` (llama.cpp's block formats, byte
+    /// for byte as its reference quantizer: [`crate::quantize`]); they then run on the Q4/Q8
+    /// kernels as a GGUF file's would. The embedding, norms and biases stay f32; LoRA updates
+    /// stay as they are (LoRA over a quantized base: QLoRA). Projections that are quantized
+    /// already are left alone. The model must be in f32.
+    pub fn quantize_weights(&mut self, kind: crate::qmatmul::BlockKind) -> candle_core::Result<()> {
+        if self.norm.weight.dtype() != DType::F32 {
+            candle_core::bail!("quantizing at load needs the model in f32, not {:?}", self.norm.weight.dtype());
+        }
+        for i in 0..self.layers.len() {
+            for part in Part::PROJECTIONS {
+                let adapted = self.adapted_mut(i, part).expect("a projection");
+                let name = format!("model.layers.{i}.{}.weight", part.hf_path());
+                quantize_proj(&mut adapted.base, kind, &name)?;
+            }
+        }
+        quantize_proj(&mut self.lm_head, kind, "lm_head.weight")?;
+        Ok(())
     }
 
     /// Sets how many queries attend at once (memory `O(chunk × n)` per head); results do not

@@ -33,7 +33,7 @@ pub enum BlockKind {
 }
 
 impl BlockKind {
-    fn block_bytes(self) -> usize {
+    pub(crate) fn block_bytes(self) -> usize {
         match self {
             BlockKind::Q4_0 => 18,
             BlockKind::Q4_1 => 20,
@@ -253,12 +253,13 @@ impl QuantMatrix {
         let per_task = (self.rows / (rayon::current_num_threads() * 4)).clamp(1, 64);
         // Transposed output `[rows, m]`, so that each task writes one contiguous range.
         let mut out_t = vec![0f32; self.rows * m];
-        // Eight activation rows at a time on AVX-512 VNNI, the rest four or one at a time.
+        // Eight (then four) activation rows at a time on AVX-512 VNNI, the rest four or one
+        // at a time.
         #[cfg(target_arch = "x86_64")]
-        let tiles = (m >= avx512::ROWS && kernel != Kernel::Scalar && avx512::available())
+        let tiles = (m >= avx512::ROWS[1] && kernel != Kernel::Scalar && avx512::available())
             .then(|| avx512::Tiles::new(&xq, nb, m));
         #[cfg(target_arch = "x86_64")]
-        let tiled = tiles.as_ref().map_or(0, |t| t.count * avx512::ROWS);
+        let tiled = tiles.as_ref().map_or(0, |t| t.covered);
         #[cfg(not(target_arch = "x86_64"))]
         let tiled = 0;
         out_t.par_chunks_mut(per_task * m).enumerate().for_each(|(task, chunk)| {
@@ -271,21 +272,24 @@ impl QuantMatrix {
             if let Some(tiles) = &tiles {
                 // Tile by tile (its rows stay in L1), over the task's weight rows two by two.
                 let n = chunk.len() / m;
-                for t in 0..tiles.count {
+                for &(i0, rows) in &tiles.spans {
                     for r in (0..n).step_by(2) {
-                        let out = &mut chunk[r * m + t * avx512::ROWS..];
-                        // SAFETY: `avx512::available` checked the CPU; `out` holds the rows.
+                        let (out, two) = (&mut chunk[r * m + i0..], r + 1 < n);
+                        let w = self.weights().rows(first + r..first + r + if two { 2 } else { 1 }, nb);
+                        // SAFETY: `avx512::available` checked the CPU; `(i0, rows)` is a span
+                        // of `tiles`, and `out` holds the rows' results.
                         unsafe {
-                            if r + 1 < n {
-                                avx512::tile::<2>(self.weights().rows(first + r..first + r + 2, nb), tiles, t, out, m);
-                            } else {
-                                avx512::tile::<1>(self.weights().rows(first + r..first + r + 1, nb), tiles, t, out, m);
+                            match (two, rows) {
+                                (true, 8) => avx512::tile::<2, 4>(w, tiles, i0, out, m),
+                                (false, 8) => avx512::tile::<1, 4>(w, tiles, i0, out, m),
+                                (true, _) => avx512::tile::<2, 2>(w, tiles, i0, out, m),
+                                (false, _) => avx512::tile::<1, 2>(w, tiles, i0, out, m),
                             }
                         }
                     }
                 }
                 // SAFETY: as above.
-                unsafe { avx512::clear_upper_state() };
+                unsafe { crate::zmm::clear_upper_state() };
             }
             for (r, row_out) in chunk.chunks_exact_mut(m).enumerate() {
                 let j = first + r;
@@ -749,7 +753,7 @@ mod tests {
                 random_blocks(kind, rows, cols, 11)
             };
             let w = QuantMatrix::from_ggml(kind, rows, cols, &data).unwrap();
-            for m in [7, 8, 9, 17, 35] {
+            for m in [2, 4, 5, 7, 8, 9, 12, 17, 35] {
                 let x: Vec<f32> = (0..m * cols).map(|i| ((i * 61 % 113) as f32 - 56.0) / 7.0).collect();
                 let together = pool.install(|| w.matmul(&x, m));
                 for i in 0..m {

@@ -56,7 +56,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use longctx_backends::native::{Dtype, KvCacheType};
+use longctx_backends::native::{Dtype, KvCacheType, Quantize};
 use longctx_backends::openai::{Endpoint, EndpointConfig};
 use longctx_context::chunk::ChunkConfig;
 use longctx_context::rag::Order;
@@ -217,6 +217,10 @@ pub struct ModelConfig {
     /// time). Predictions are the same token for token.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub batch: Option<usize>,
+    /// Native: quantize a safetensors model's projections and LM head at load, `q8_0`,
+    /// `q4_0` or `q4_1` (llama.cpp's block formats); part of the variants' hash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quantize: Option<Quantize>,
     /// Native, with `batch` > 1: GiB of KV cache the requests decoded together may hold
     /// (default 4; one request alone always runs).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -348,6 +352,7 @@ impl ModelConfig {
                         ("context_window", self.context_window.is_some()),
                         ("adapter", self.adapter.is_some()),
                         ("kv_cache", self.kv_cache.is_some()),
+                        ("quantize", self.quantize.is_some()),
                         ("batch", self.batch.is_some()),
                         ("kv_budget_gib", self.kv_budget_gib.is_some()),
                     ],

@@ -253,6 +253,7 @@ impl ModelRuntime {
                     prefill_chunk: config.prefill_chunk.unwrap_or(512),
                     adapter: config.adapter.clone(),
                     kv_cache: config.kv_cache,
+                    quantize: config.quantize,
                 };
                 let native = Arc::new(NativeBackend::load(Path::new(path), &options).map_err(|e| in_model(e.into()))?);
                 let backend: Arc<dyn Backend> = match config.batch {

@@ -5,6 +5,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
 use longctx_backends::native::NativeOptions;
+use longctx_backends::native::Quantize;
 pub use longctx_backends::native::{Dtype, KvCacheType};
 
 use crate::faults::Faults;
@@ -57,6 +58,10 @@ pub struct ServeArgs {
     /// Weight precision of safetensors models.
     #[arg(long, value_enum, default_value = "f32")]
     pub dtype: Dtype,
+    /// Quantize a safetensors model's projections and LM head at load (llama.cpp's block
+    /// formats).
+    #[arg(long, value_enum)]
+    pub quantize: Option<Quantize>,
     /// Prompt tokens per prefill pass.
     #[arg(long, default_value_t = 512)]
     pub prefill_chunk: usize,
@@ -116,6 +121,7 @@ impl ServeArgs {
             prefill_chunk: self.prefill_chunk,
             adapter: self.adapter.clone(),
             kv_cache: self.kv_cache,
+            quantize: self.quantize,
         }
     }
 

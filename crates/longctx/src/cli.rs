@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-pub(crate) use longctx_backends::native::{Dtype, KvCacheType};
+pub(crate) use longctx_backends::native::{Dtype, KvCacheType, Quantize};
 use longctx_models::encoder::Precision;
 
 /// Evaluate long-context strategies (full context, truncation, RAG, compression, RoPE
@@ -433,6 +433,10 @@ pub(crate) struct BenchGenerateArgs {
     /// Weight precision.
     #[arg(long, value_enum, default_value = "f32")]
     pub(crate) dtype: Dtype,
+    /// Quantize a safetensors model's projections and LM head at load, to llama.cpp's block
+    /// format (byte for byte as its quantizer), run on the Q4/Q8 kernels.
+    #[arg(long, value_enum)]
+    pub(crate) quantize: Option<Quantize>,
     /// The KV cache's element type (default: the model's dtype, f32 for GGUF); f16 halves it.
     #[arg(long, value_enum)]
     pub(crate) kv_cache: Option<KvCacheType>,
@@ -512,6 +516,10 @@ pub(crate) struct PerplexityArgs {
     /// Weight precision.
     #[arg(long, value_enum, default_value = "f32")]
     pub(crate) dtype: Dtype,
+    /// Quantize a safetensors model's projections and LM head at load, to llama.cpp's block
+    /// format (byte for byte as its quantizer), run on the Q4/Q8 kernels.
+    #[arg(long, value_enum)]
+    pub(crate) quantize: Option<Quantize>,
 }
 
 #[derive(Debug, Args)]
@@ -566,6 +574,10 @@ pub(crate) struct GenerateArgs {
     /// Weight precision.
     #[arg(long, value_enum, default_value = "f32")]
     pub(crate) dtype: Dtype,
+    /// Quantize a safetensors model's projections and LM head at load, to llama.cpp's block
+    /// format (byte for byte as its quantizer), run on the Q4/Q8 kernels.
+    #[arg(long, value_enum)]
+    pub(crate) quantize: Option<Quantize>,
     /// The KV cache's element type (default: the model's dtype, f32 for GGUF); f16 halves it.
     #[arg(long, value_enum)]
     pub(crate) kv_cache: Option<KvCacheType>,

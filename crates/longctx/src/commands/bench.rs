@@ -9,7 +9,7 @@ use candle_core::Device;
 use longctx_models::generate::{generate, GenerationParams};
 use longctx_models::llama::CausalLm;
 
-use super::model;
+use super::model::ModelArgs;
 use crate::cli::{BenchGenerateArgs, KvCacheType};
 
 /// Peak resident set size of this process in bytes (`VmHWM` of /proc/self/status).
@@ -26,8 +26,7 @@ pub(crate) fn generate_bench(args: &BenchGenerateArgs) -> Result<()> {
         std::env::set_var("RAYON_NUM_THREADS", t.to_string());
     }
     let device = Device::Cpu;
-    let mut loaded =
-        model::load(&args.model, args.dtype, args.rope_scaling.as_deref(), args.adapter.as_deref(), &device)?;
+    let mut loaded = args.load_model(&device)?;
     loaded.model.set_kv_cache_dtype(args.kv_cache.map(KvCacheType::candle));
     let kv_dtype = loaded.model.kv_cache_dtype();
     let config = loaded.model.config().clone();

@@ -12,7 +12,7 @@ use longctx_core::{ChatMessage, Tokenizer};
 use longctx_models::generate::{generate, GenerationParams};
 use longctx_models::llama::{CausalLm, ATTENTION_CHUNK};
 
-use super::model;
+use super::model::ModelArgs;
 use crate::cli::{GenerateArgs, KvCacheType};
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
@@ -24,8 +24,7 @@ pub(crate) fn run(args: &GenerateArgs) -> Result<()> {
         (None, None) => bail!("give --prompt or --prompt-file"),
     };
     let device = Device::Cpu;
-    let mut loaded =
-        model::load(&args.model, args.dtype, args.rope_scaling.as_deref(), args.adapter.as_deref(), &device)?;
+    let mut loaded = args.load_model(&device)?;
     let (text, add_special) = if args.chat {
         let template = loaded
             .chat_template

@@ -12,7 +12,7 @@ use candle_core::Device;
 use longctx_core::Tokenizer;
 use longctx_models::perplexity::perplexity;
 
-use super::model;
+use super::model::ModelArgs;
 use crate::cli::PerplexityArgs;
 
 pub(crate) fn run(args: &PerplexityArgs) -> Result<()> {
@@ -21,8 +21,7 @@ pub(crate) fn run(args: &PerplexityArgs) -> Result<()> {
         bail!("--context must be at least 2 and --stride between 1 and --context (got {} and {stride})", args.context);
     }
     let device = Device::Cpu;
-    let mut loaded =
-        model::load(&args.model, args.dtype, args.rope_scaling.as_deref(), args.adapter.as_deref(), &device)?;
+    let mut loaded = args.load_model(&device)?;
     let text = fs_err::read_to_string(&args.file)?;
     let ids = loaded.tokenizer.encode(&text, false).with_context(|| format!("tokenizing {}", args.file.display()))?;
     if ids.len() < 2 {

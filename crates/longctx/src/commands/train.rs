@@ -65,7 +65,8 @@ pub(crate) fn train(args: &TrainArgs) -> Result<()> {
 
 pub(crate) fn loss(args: &LossArgs) -> Result<()> {
     let device = Device::Cpu;
-    let loaded = model::load(&args.model, Dtype::F32, args.rope_scaling.as_deref(), args.adapter.as_deref(), &device)?;
+    let loaded =
+        model::load(&args.model, Dtype::F32, args.rope_scaling.as_deref(), args.adapter.as_deref(), None, &device)?;
     let template = loaded.chat_template.context("the model has no chat template")?;
     let conversations = read_jsonl(&args.data)?;
     let overlong = if args.truncate { Overlong::Truncate } else { Overlong::Drop };
