@@ -348,7 +348,7 @@ impl WeightSource for GgufWeights<'_> {
             return Ok(Proj::Dense(candle_nn::Linear::new(self.dequantized(&w)?, b)));
         }
         Ok(match self.packed(&w, out_dim, in_dim)? {
-            Some(m) => Proj::Packed(QuantMatMul(m), b),
+            Some(m) => Proj::Packed(QuantMatMul::new(m), b),
             None => Proj::Quant(QMatMul::from_qtensor(w)?, b),
         })
     }
@@ -375,7 +375,7 @@ impl WeightSource for GgufWeights<'_> {
     fn lm_head(&self, hidden: usize, vocab: usize, tied: bool, embed: &Embed) -> candle_core::Result<Proj> {
         match (tied, embed) {
             // One copy of the matrix serves the lookup and the LM head.
-            (true, Embed::Packed(m)) => return Ok(Proj::Packed(QuantMatMul(Arc::clone(m)), None)),
+            (true, Embed::Packed(m)) => return Ok(Proj::Packed(QuantMatMul::new(Arc::clone(m)), None)),
             (true, Embed::Dense(e)) => return Ok(Proj::Dense(candle_nn::Linear::new(e.embeddings().clone(), None))),
             _ => {}
         }
@@ -385,7 +385,7 @@ impl WeightSource for GgufWeights<'_> {
             return Ok(Proj::Dense(candle_nn::Linear::new(self.dequantized(&w)?, None)));
         }
         Ok(match self.packed(&w, vocab, hidden)? {
-            Some(m) => Proj::Packed(QuantMatMul(m), None),
+            Some(m) => Proj::Packed(QuantMatMul::new(m), None),
             None => Proj::Quant(QMatMul::from_qtensor(w)?, None),
         })
     }

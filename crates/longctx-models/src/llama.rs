@@ -225,7 +225,7 @@ fn quantize_proj(p: &mut Proj, kind: crate::qmatmul::BlockKind, name: &str) -> c
     let blocks = crate::quantize::quantize(kind, &w);
     let matrix = crate::qmatmul::QuantMatrix::from_ggml(kind, rows, cols, &blocks)?;
     let bias = l.bias().map(|b| b.to_dtype(DType::F32)).transpose()?;
-    *p = Proj::Packed(crate::qmatmul::QuantMatMul(std::sync::Arc::new(matrix)), bias);
+    *p = Proj::Packed(crate::qmatmul::QuantMatMul::new(std::sync::Arc::new(matrix)), bias);
     Ok(())
 }
 
@@ -982,6 +982,33 @@ impl Llama {
         }
         quantize_proj(&mut self.lm_head, kind, "lm_head.weight")?;
         Ok(())
+    }
+
+    /// How the quantized projections and LM head compute: llama.cpp's 8-bit products
+    /// (inference, the default) or f32 products over the dequantized weights (training a LoRA
+    /// over a quantized base: every product then has the same values as over dense
+    /// dequantized weights, and passes gradients back). With `Dequantized`, matrices of the
+    /// types candle runs (K-quants, F16 in a GGUF file), whose products pass no gradient, are
+    /// dequantized into dense f32 ones.
+    pub fn set_quantized_products(&mut self, products: crate::qmatmul::Products) -> candle_core::Result<()> {
+        let dequantized = products == crate::qmatmul::Products::Dequantized;
+        let set = |p: &mut Proj| -> candle_core::Result<()> {
+            match p {
+                Proj::Packed(m, _) => m.1 = products,
+                Proj::Quant(QMatMul::QTensor(t), b) if dequantized => {
+                    let w = t.dequantize(&Device::Cpu)?.to_dtype(DType::F32)?;
+                    *p = Proj::Dense(Linear::new(w, b.clone()));
+                }
+                _ => {}
+            }
+            Ok(())
+        };
+        for i in 0..self.layers.len() {
+            for part in Part::PROJECTIONS {
+                set(&mut self.adapted_mut(i, part).expect("a projection").base)?;
+            }
+        }
+        set(&mut self.lm_head)
     }
 
     /// Sets how many queries attend at once (memory `O(chunk × n)` per head); results do not

@@ -47,6 +47,7 @@
 use std::path::PathBuf;
 
 use longctx_models::llama::Part;
+use longctx_models::qmatmul::BlockKind;
 use serde::{Deserialize, Serialize};
 
 use crate::batch::Batching;
@@ -160,6 +161,12 @@ pub struct LoraSection {
     /// rsLoRA scaling (`alpha / √r`).
     #[serde(default)]
     pub rslora: bool,
+    /// QLoRA: the frozen base quantized at load to `q8_0`, `q4_0` or `q4_1` (llama.cpp's
+    /// blocks), or `gguf` to keep a GGUF file's own quantized matrices (by default a GGUF file
+    /// trains dequantized to f32); the products run on the dequantized weights, the LoRA
+    /// weights stay f32.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_quant: Option<String>,
 }
 
 fn default_r() -> usize {
@@ -174,11 +181,31 @@ fn default_targets() -> Vec<String> {
 
 impl Default for LoraSection {
     fn default() -> Self {
-        Self { r: default_r(), alpha: default_alpha(), dropout: 0.0, target_modules: default_targets(), rslora: false }
+        Self {
+            r: default_r(),
+            alpha: default_alpha(),
+            dropout: 0.0,
+            target_modules: default_targets(),
+            rslora: false,
+            base_quant: None,
+        }
     }
 }
 
 impl LoraSection {
+    /// The block format `base_quant` quantizes a safetensors model to, if any (`gguf`: none).
+    pub fn base_quant(&self) -> Result<Option<BlockKind>> {
+        Ok(match self.base_quant.as_deref() {
+            None | Some("gguf") => None,
+            Some("q8_0") => Some(BlockKind::Q8_0),
+            Some("q4_0") => Some(BlockKind::Q4_0),
+            Some("q4_1") => Some(BlockKind::Q4_1),
+            Some(other) => {
+                return Err(Error::Config(format!("[lora] base_quant `{other}` is not one of q8_0, q4_0, q4_1, gguf")))
+            }
+        })
+    }
+
     /// The adapted projections.
     pub fn parts(&self) -> Result<Vec<Part>> {
         self.target_modules
@@ -330,6 +357,7 @@ impl TrainConfig {
         }
         if let Some(l) = &self.lora {
             l.parts()?;
+            l.base_quant()?;
             if l.r == 0 {
                 return bad("[lora] r must be positive".into());
             }
@@ -403,6 +431,10 @@ mod tests {
         assert!(TrainConfig::parse(&typo).unwrap_err().to_string().contains("learning_rate"));
         let both = format!("full = true\n{BASE}[lora]\nr = 4\n");
         assert!(TrainConfig::parse(&both).unwrap_err().to_string().contains("choose one"));
+        let quant = format!("{BASE}[lora]\nbase_quant = \"q5_k\"\n");
+        assert!(TrainConfig::parse(&quant).unwrap_err().to_string().contains("base_quant `q5_k`"));
+        let quant = format!("{BASE}[lora]\nbase_quant = \"q4_0\"\n");
+        assert_eq!(TrainConfig::parse(&quant).unwrap().lora().unwrap().base_quant().unwrap(), Some(BlockKind::Q4_0));
         let target = format!("{BASE}[lora]\ntarget_modules = [\"qkv\"]\n");
         assert!(TrainConfig::parse(&target).unwrap_err().to_string().contains("`qkv`"));
         let hub = BASE.replace("path = \"d.jsonl\"", "hub = \"THUDM/LongAlign-10k\"");

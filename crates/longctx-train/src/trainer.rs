@@ -168,14 +168,32 @@ pub fn load_trainable(config: &TrainConfig, device: &Device) -> Result<Trainable
     let missing_template =
         || Error::Config(format!("{path}: the model has no chat template (tokenizer_config.json `chat_template`)"));
     if let Some(lora) = config.lora() {
+        // `base_quant = "gguf"`: a GGUF file's quantized matrices stay quantized (QLoRA).
+        let keep_gguf = lora.base_quant.as_deref() == Some("gguf");
+        if keep_gguf && !is_gguf(path) {
+            return Err(Error::Config(format!(
+                "{path}: [lora] base_quant = \"gguf\" keeps a GGUF file's quantized weights; this is no GGUF file"
+            )));
+        }
         let loaded = if is_gguf(path) {
-            load_gguf_with(Path::new(path), device, rope, true).map_err(|e| in_model(e.into()))?
+            load_gguf_with(Path::new(path), device, rope, !keep_gguf).map_err(|e| in_model(e.into()))?
         } else {
             let dir = resolve_model(path).map_err(|e| in_model(e.into()))?;
             load_hf_dir(&dir, dtype, device, rope).map_err(|e| in_model(e.into()))?
         };
         let dir = if is_gguf(path) { None } else { Some(resolve_model(path)?) };
         let mut model = loaded.model;
+        if let Some(kind) = lora.base_quant()? {
+            if is_gguf(path) || dtype != DType::F32 {
+                return Err(Error::Config(format!(
+                    "{path}: [lora] base_quant quantizes an f32 safetensors model (a GGUF file is quantized already)"
+                )));
+            }
+            model.quantize_weights(kind).map_err(|e| in_model(Error::from(e)))?;
+        }
+        // Training products over quantized weights (a GGUF file's too) run on the dequantized
+        // weights, in f32.
+        model.set_quantized_products(longctx_models::qmatmul::Products::Dequantized)?;
         let vars = add_lora(&mut model, &lora, config.optim.seed, device)?;
         Ok(Trainable {
             model,

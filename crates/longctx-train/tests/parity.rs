@@ -277,3 +277,32 @@ fn lora_over_bf16_weights_trains_close_to_the_f32_reference() {
         assert_eq!(grads.get(v).unwrap().dtype(), DType::F32, "the adapter trains in f32");
     }
 }
+
+/// QLoRA through `load_trainable`: `[lora] base_quant = "q8_0"` quantizes the frozen base at
+/// load; the file's loss over it stays near the f32 base's (8-bit weights, f32 products), a
+/// GGUF-only setting on a safetensors model is refused by name.
+#[test]
+fn a_quantized_base_trains_near_the_f32_one() {
+    use longctx_train::config::TrainConfig;
+    use longctx_train::trainer::load_trainable;
+    let seqs = encoded("llama", 64, Overlong::Truncate);
+    let config = |extra: &str| {
+        let path = dir().join("llama");
+        TrainConfig::parse(&format!(
+            "name = \"q\"\n[model]\npath = \"{}\"\n[data]\npath = \"d.jsonl\"\nmax_seq_len = 64\n[lora]\nr = 4\n{extra}",
+            path.display()
+        ))
+        .unwrap()
+    };
+    let loss_of = |extra: &str| {
+        let t = load_trainable(&config(extra), &Device::Cpu).unwrap();
+        file_loss(&t.model, &seqs, LossKind::LongAlign, Batching::Packed, 64)
+    };
+    let (f32_loss, q8_loss) = (loss_of(""), loss_of("base_quant = \"q8_0\"\n"));
+    let q4_loss = loss_of("base_quant = \"q4_0\"\n");
+    eprintln!("loss over the f32 base {f32_loss:.5}, Q8_0 {q8_loss:.5}, Q4_0 {q4_loss:.5}");
+    assert!(q8_loss != f32_loss && (q8_loss - f32_loss).abs() < 0.01 * f32_loss.abs());
+    assert!((q4_loss - f32_loss).abs() > (q8_loss - f32_loss).abs());
+    let e = load_trainable(&config("base_quant = \"gguf\"\n"), &Device::Cpu).err().unwrap().to_string();
+    assert!(e.contains("no GGUF file"), "{e}");
+}
