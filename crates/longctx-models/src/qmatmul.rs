@@ -5,9 +5,12 @@
 //! Q4_1).
 //!
 //! candle runs Q4_1 with a scalar dot product; this module has AVX2 (and AVX-VNNI) kernels
-//! chosen at run time, a scalar path that is also the tests' reference, and splits the output
-//! rows over rayon's pool (one kernel call per task when decoding). The activation quantization follows ggml's x86 path
-//! (`id = 127 / amax`, round half to even, `d` and `s` stored as f16).
+//! chosen at run time, AVX-512 VNNI tiles for four or more activation rows (bit for bit the
+//! same per row; module `avx512`), a scalar path that is also the tests' reference, and splits the
+//! output rows over rayon's pool (one kernel call per task when decoding). The activation
+//! quantization follows ggml's x86 path (`id = 127 / amax`, round half to even, `d` and `s`
+//! stored as f16). While training ([`Products::Dequantized`]) the products run in f32 on the
+//! dequantized weights instead, and pass gradients back.
 
 use std::ops::Range;
 
