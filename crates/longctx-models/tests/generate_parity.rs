@@ -108,6 +108,29 @@ fn an_f16_kv_cache_stays_close_to_the_f32_one() {
     }
 }
 
+/// Token budgets of the four sequences the batched tests decode together.
+const BUDGETS: [usize; 4] = [30, 12, 25, 40];
+
+/// Greedy settings of batched sequence `i` (its budget, EOS ignored), prompts prefilled
+/// `prefill_chunk` tokens at a time.
+fn batch_params(i: usize, prefill_chunk: usize) -> GenerationParams {
+    GenerationParams { max_new_tokens: BUDGETS[i], ignore_eos: true, prefill_chunk, ..Default::default() }
+}
+
+/// The runs' prompts and the tokens each gets decoded alone with [`batch_params`].
+fn decoded_alone<'a>(
+    model: &mut longctx_models::llama::Llama,
+    runs: &'a [Run],
+    prefill_chunk: usize,
+) -> (Vec<&'a [u32]>, Vec<Vec<u32>>) {
+    let prompts: Vec<&[u32]> = runs.iter().map(|r| r.prompt.as_slice()).collect();
+    let alone = (0..prompts.len())
+        .map(|i| generate(model, prompts[i], &batch_params(i, prefill_chunk), &Device::Cpu, &|_| String::new()))
+        .map(|g| g.unwrap().tokens)
+        .collect();
+    (prompts, alone)
+}
+
 /// Greedy decoding of several sequences in one forward pass per step, sequences joining at
 /// different steps and leaving when done, gives each exactly the tokens it gets alone
 /// (including past max_position_embeddings, where dynamic RoPE changes its frequencies).
@@ -118,16 +141,8 @@ fn batched_decoding_equals_decoding_alone() {
     for (name, runs) in &fixture {
         let mut loaded = load_hf_dir(&tiny().join(name), DType::F32, &Device::Cpu, None).unwrap();
         let model = &mut loaded.model;
-        let prompts: Vec<&[u32]> = runs.iter().map(|r| r.prompt.as_slice()).collect();
-        let budgets = [30usize, 12, 25, 40];
-        let alone: Vec<Vec<u32>> = prompts
-            .iter()
-            .zip(budgets)
-            .map(|(p, max)| {
-                let params = GenerationParams { max_new_tokens: max, ignore_eos: true, ..Default::default() };
-                generate(model, p, &params, &Device::Cpu, &|_| String::new()).unwrap().tokens
-            })
-            .collect();
+        let chunk = GenerationParams::default().prefill_chunk;
+        let (prompts, alone) = decoded_alone(model, runs, chunk);
         // Sequence i joins at step 3·i.
         let mut active: Vec<(usize, longctx_models::llama::Sequence, Decoding, u32)> = Vec::new();
         let mut done: Vec<Option<Vec<u32>>> = vec![None; prompts.len()];
@@ -135,9 +150,8 @@ fn batched_decoding_equals_decoding_alone() {
         while done.iter().any(Option::is_none) {
             for (i, p) in prompts.iter().enumerate() {
                 if step == 3 * i {
-                    let params =
-                        GenerationParams { max_new_tokens: budgets[i], ignore_eos: true, ..Default::default() };
-                    let mut seq = model.new_sequence(p.len() + budgets[i]);
+                    let params = batch_params(i, chunk);
+                    let mut seq = model.new_sequence(p.len() + BUDGETS[i]);
                     let logits =
                         model.with_sequence(&mut seq, |m| prefill(m, p, params.prefill_chunk, &Device::Cpu)).unwrap();
                     let mut d = Decoding::new(&params, &[], p.len());
@@ -257,27 +271,15 @@ fn prompts_prefilled_in_the_batch_equal_decoding_alone() {
     for (name, runs) in &fixture {
         let mut loaded = load_hf_dir(&tiny().join(name), DType::F32, &Device::Cpu, None).unwrap();
         let model = &mut loaded.model;
-        let prompts: Vec<&[u32]> = runs.iter().map(|r| r.prompt.as_slice()).collect();
-        let budgets = [30usize, 12, 25, 40];
-        let params = |max: usize| GenerationParams {
-            max_new_tokens: max,
-            ignore_eos: true,
-            prefill_chunk: CHUNK,
-            ..Default::default()
-        };
-        let alone: Vec<Vec<u32>> = prompts
-            .iter()
-            .zip(budgets)
-            .map(|(p, max)| generate(model, p, &params(max), &Device::Cpu, &|_| String::new()).unwrap().tokens)
-            .collect();
+        let (prompts, alone) = decoded_alone(model, runs, CHUNK);
         let mut active: Vec<Joined> = Vec::new();
         let mut done: Vec<Option<Vec<u32>>> = vec![None; prompts.len()];
         let mut step = 0;
         while done.iter().any(Option::is_none) {
             for (i, p) in prompts.iter().enumerate() {
                 if step == 2 * i {
-                    let seq = model.new_sequence(p.len() + budgets[i]);
-                    active.push((i, seq, Decoding::new(&params(budgets[i]), &[], p.len()), p.to_vec(), None));
+                    let seq = model.new_sequence(p.len() + BUDGETS[i]);
+                    active.push((i, seq, Decoding::new(&batch_params(i, CHUNK), &[], p.len()), p.to_vec(), None));
                 }
             }
             step += 1;
