@@ -18,7 +18,7 @@ use longctx_models::chat_template::ChatTemplate;
 use longctx_models::generate::{generate_with, Decoding, Generation, GenerationParams, StopReason};
 use longctx_models::gguf::load_gguf;
 use longctx_models::llama::{CausalLm, Llama, Sequence};
-use longctx_models::load::{load_hf_dir, resolve_model};
+use longctx_models::load::{is_gguf, load_hf_dir, resolve_model};
 use longctx_models::lora::Adapter;
 use longctx_models::qmatmul::BlockKind;
 use longctx_models::rope::RopeScaling;
@@ -143,7 +143,7 @@ impl Default for NativeOptions {
 /// `options` applied.
 pub fn load_model(path: &Path, options: &NativeOptions, device: &Device) -> Result<Loaded, Error> {
     if options.quantize.is_some() {
-        if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+        if is_gguf(path) {
             return Err(Error::Load(format!(
                 "{}: a GGUF file is quantized already; --quantize applies to safetensors models",
                 path.display()
@@ -175,7 +175,7 @@ pub fn load_model(path: &Path, options: &NativeOptions, device: &Device) -> Resu
 fn load_base(path: &Path, options: &NativeOptions, device: &Device) -> Result<Loaded, Error> {
     let rope = options.rope_scaling.as_deref();
     let what = |e: longctx_models::ModelError| Error::Load(format!("loading {}: {e}", path.display()));
-    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+    if is_gguf(path) {
         if options.dtype != DType::F32 {
             return Err(Error::Load(format!(
                 "{}: GGUF weights run quantized with f32 activations; dtype applies to safetensors models",

@@ -104,10 +104,15 @@ pub fn load_hf_dir(
     Ok(Loaded { model, tokenizer, chat_template: chat_template(dir)?, weight_bytes })
 }
 
+/// Whether `path` names a GGUF file (by its extension, in any case).
+pub fn is_gguf(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+}
+
 /// The tokenizer and chat template of a model directory (`tokenizer.json`,
 /// `tokenizer_config.json`) or GGUF file, without the weights.
 pub fn load_tokenizer(path: &Path) -> Result<(HfTokenizer, Option<ChatTemplate>), ModelError> {
-    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+    if is_gguf(path) {
         return crate::gguf::load_gguf_tokenizer(path);
     }
     let dir = resolve_model(&path.to_string_lossy())?;

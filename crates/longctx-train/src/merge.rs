@@ -16,7 +16,7 @@ use crate::{Error, Result};
 /// (a new directory, filled in a temporary one renamed into place). Returns the number of
 /// weights changed.
 pub fn merge(model: &str, adapter: &Path, out: &Path) -> Result<usize> {
-    if Path::new(model).extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+    if longctx_models::load::is_gguf(Path::new(model)) {
         return Err(Error::Config(format!(
             "{model}: merging needs the safetensors model (a GGUF file's weights are quantized); apply the adapter at load time with --adapter instead"
         )));

@@ -150,7 +150,7 @@ pub struct Trainable {
 }
 
 fn is_gguf(path: &str) -> bool {
-    Path::new(path).extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+    longctx_models::load::is_gguf(Path::new(path))
 }
 
 /// Loads the base model of `config` for training on `device`: with LoRA, the frozen weights
