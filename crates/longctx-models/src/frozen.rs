@@ -77,12 +77,46 @@ pub fn forward(linear: &candle_nn::Linear, x: &Tensor) -> candle_core::Result<Te
     }
 }
 
+/// The frozen weight `W` `[out, in]` of a LoRA-adapted projection: dense, or llama.cpp blocks
+/// dequantized for each product and dropped after it (QLoRA).
+#[derive(Clone)]
+pub enum Frozen {
+    /// A dense matrix (f32 for the fused op).
+    Dense(Tensor),
+    /// Q4_0/Q4_1/Q8_0 blocks.
+    Quant(std::sync::Arc<crate::qmatmul::QuantMatrix>),
+}
+
+impl Frozen {
+    fn dims(&self) -> candle_core::Result<(usize, usize)> {
+        match self {
+            Self::Dense(w) => w.dims2(),
+            Self::Quant(m) => Ok((m.rows(), m.cols())),
+        }
+    }
+
+    /// `f` on the weights as f32, `[out, in]` row-major.
+    fn with_f32<R>(&self, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
+        match self {
+            Self::Dense(w) => with_f32(w, "lora-matmul weight", f),
+            Self::Quant(m) => Ok(f(&m.dequantize())),
+        }
+    }
+
+    /// The weights as an f32 tensor (a dequantized copy for blocks).
+    fn tensor(&self, device: &candle_core::Device) -> candle_core::Result<Tensor> {
+        match self {
+            Self::Dense(w) => Ok(w.clone()),
+            Self::Quant(m) => Tensor::from_vec(m.dequantize(), (m.rows(), m.cols()), device),
+        }
+    }
+}
+
 /// `x · Wᵀ + s · (x · Aᵀ) · Bᵀ` with `W` frozen and `A` `[r, in]`, `B` `[out, r]` trained: a
 /// LoRA-adapted projection as one op, so that the update adds no intermediate tensors to the
 /// graph (and no zeroed gradient buffers to the backward pass).
 struct LoraMatmul {
-    /// `[out, in]`.
-    w: Tensor,
+    w: Frozen,
     scale: f64,
     /// Whether the input needs its gradient.
     input_grad: bool,
@@ -106,12 +140,12 @@ impl candle_core::CustomOp3 for LoraMatmul {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let x = f32_slice(xs, xl, "lora-matmul x")?;
         let (a, b) = (f32_slice(a_s, al, "lora-matmul A")?, f32_slice(bs, bl, "lora-matmul B")?);
-        let (out, cols) = self.w.dims2()?;
+        let (out, cols) = self.w.dims()?;
         let r = a.len() / cols;
         let m = x.len() / cols;
         let mut y = vec![0f32; m * out];
         let mut xa = vec![0f32; m * r];
-        with_f32(&self.w, "lora-matmul weight", |w| {
+        self.w.with_f32(|w| {
             product(&mut y, (m, out, cols), View::rows(x, cols), View::transposed(w, cols), 1.0, false, true);
         })?;
         let dropped: Option<Vec<f32>> = match &self.mask {
@@ -157,7 +191,7 @@ impl candle_core::CustomOp3 for LoraMatmul {
                 Some(m) => (through_update * m)?,
                 None => through_update,
             };
-            Some((g2.matmul(&self.w)? + through_update)?.reshape(x.shape())?)
+            Some((g2.matmul(&self.w.tensor(x.device())?)? + through_update)?.reshape(x.shape())?)
         } else {
             None
         };
@@ -165,29 +199,29 @@ impl candle_core::CustomOp3 for LoraMatmul {
     }
 }
 
-/// `x · Wᵀ (+ bias) + scale · ((x ∘ mask) · Aᵀ) · Bᵀ` for a frozen `linear` and trained `a`,
-/// `b` (f32, CPU), as one op; `mask` is an inverted-dropout mask shaped as `x` (training
-/// only). `None` where it does not apply (other dtypes or devices, a trained `W`).
+/// `x · Wᵀ (+ bias) + scale · ((x ∘ mask) · Aᵀ) · Bᵀ` for a frozen `w` and trained `a`, `b`
+/// (f32, CPU), as one op; `mask` is an inverted-dropout mask shaped as `x` (training only).
+/// `None` where it does not apply (other dtypes or devices, a trained `W`).
 pub fn lora_forward(
-    linear: &candle_nn::Linear,
+    w: &Frozen,
+    bias: Option<&Tensor>,
     a: &Tensor,
     b: &Tensor,
     scale: f64,
     x: &Tensor,
     mask: Option<Tensor>,
 ) -> candle_core::Result<Option<Tensor>> {
-    let w = linear.weight();
-    let all_f32 = [x, w, a, b].iter().all(|t| t.dtype() == DType::F32 && t.device().is_cpu());
-    if !all_f32
-        || w.track_op()
-        || w.is_variable()
-        || !(a.is_variable() || b.is_variable() || a.track_op() || b.track_op())
-    {
+    let dense_f32 = match w {
+        Frozen::Dense(w) => w.dtype() == DType::F32 && w.device().is_cpu() && !w.track_op() && !w.is_variable(),
+        Frozen::Quant(_) => true,
+    };
+    let all_f32 = [x, a, b].iter().all(|t| t.dtype() == DType::F32 && t.device().is_cpu());
+    if !all_f32 || !dense_f32 || !(a.is_variable() || b.is_variable() || a.track_op() || b.track_op()) {
         return Ok(None);
     }
     let op = LoraMatmul { w: w.clone(), scale, input_grad: x.track_op() || x.is_variable(), mask };
     let y = x.contiguous()?.apply_op3(&a.contiguous()?, &b.contiguous()?, op)?;
-    Ok(Some(match linear.bias() {
+    Ok(Some(match bias {
         Some(bias) => y.broadcast_add(bias)?,
         None => y,
     }))
@@ -231,6 +265,7 @@ mod tests {
             t(24, (6, 4), 1),
             Some(Tensor::new(&[0.1f32, 0.2, 0.3, 0.4, 0.5, 0.6], &device).unwrap()),
         );
+        let frozen = Frozen::Dense(linear.weight().clone());
         let a = Var::from_tensor(&t(8, (2, 4), 2)).unwrap();
         let b = Var::from_tensor(&t(12, (6, 2), 3)).unwrap();
         let x = Var::from_tensor(&t(20, (5, 4), 4).unsqueeze(0).unwrap()).unwrap();
@@ -246,7 +281,9 @@ mod tests {
             ),
         ] {
             let ours =
-                lora_forward(&linear, a.as_tensor(), b.as_tensor(), 1.5, x.as_tensor(), mask.clone()).unwrap().unwrap();
+                lora_forward(&frozen, linear.bias(), a.as_tensor(), b.as_tensor(), 1.5, x.as_tensor(), mask.clone())
+                    .unwrap()
+                    .unwrap();
             let xd = match &mask {
                 Some(m) => (x.as_tensor() * m).unwrap(),
                 None => x.as_tensor().clone(),
@@ -272,6 +309,40 @@ mod tests {
                 // The gradient holds no graph (it must not keep the forward pass alive).
                 assert!(!p.track_op());
             }
+        }
+    }
+
+    #[test]
+    fn over_quantized_blocks_it_equals_the_product_over_the_dequantized_weights() {
+        use crate::qmatmul::{BlockKind, QuantMatrix};
+        let device = Device::Cpu;
+        let values = |n: usize, seed: u64| -> Vec<f32> {
+            (0..n as u64).map(|i| (((i * 2_654_435_761 + seed) % 1000) as f32 / 500.0) - 1.0).collect()
+        };
+        let (out, cols, r) = (5, 64, 3);
+        for kind in [BlockKind::Q4_0, BlockKind::Q4_1, BlockKind::Q8_0] {
+            let blocks = crate::quantize::quantize(kind, &values(out * cols, 7));
+            let matrix = std::sync::Arc::new(QuantMatrix::from_ggml(kind, out, cols, &blocks).unwrap());
+            let dense = Tensor::from_vec(matrix.dequantize(), (out, cols), &device).unwrap();
+            let bias = Tensor::from_vec(values(out, 8), out, &device).unwrap();
+            let a = Var::from_tensor(&Tensor::from_vec(values(r * cols, 2), (r, cols), &device).unwrap()).unwrap();
+            let b = Var::from_tensor(&Tensor::from_vec(values(out * r, 3), (out, r), &device).unwrap()).unwrap();
+            let x = Var::from_tensor(&Tensor::from_vec(values(4 * cols, 4), (1, 4, cols), &device).unwrap()).unwrap();
+            let weights = Tensor::from_vec(values(4 * out, 5), (1, 4, out), &device).unwrap();
+            let run = |w: Frozen| {
+                let y = lora_forward(&w, Some(&bias), a.as_tensor(), b.as_tensor(), 0.5, x.as_tensor(), None)
+                    .unwrap()
+                    .expect("the fused op applies");
+                let grads = (&y * &weights).unwrap().sum_all().unwrap().backward().unwrap();
+                let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                let mut all = flat(&y);
+                for v in [&a, &b, &x] {
+                    all.extend(flat(grads.get(v.as_tensor()).unwrap()));
+                }
+                all
+            };
+            let (quant, plain) = (run(Frozen::Quant(matrix)), run(Frozen::Dense(dense)));
+            assert_eq!(quant, plain, "{kind:?}: same products over the same f32 weights");
         }
     }
 }

@@ -284,8 +284,13 @@ impl Adapted {
             Some((d, layer, part)) => Some(d.mask(x, layer, part)?),
             None => None,
         };
-        if let Proj::Dense(linear) = &self.base {
-            if let Some(y) = crate::frozen::lora_forward(linear, &lora.a, &lora.b, lora.scale, x, mask.clone())? {
+        let frozen = match &self.base {
+            Proj::Dense(linear) => Some((crate::frozen::Frozen::Dense(linear.weight().clone()), linear.bias())),
+            Proj::Packed(w, bias) => Some((crate::frozen::Frozen::Quant(std::sync::Arc::clone(&w.0)), bias.as_ref())),
+            Proj::Quant(..) => None,
+        };
+        if let Some((w, bias)) = frozen {
+            if let Some(y) = crate::frozen::lora_forward(&w, bias, &lora.a, &lora.b, lora.scale, x, mask.clone())? {
                 return Ok(y);
             }
         }
