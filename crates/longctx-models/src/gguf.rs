@@ -100,6 +100,11 @@ impl GgufFile {
             .map_err(|e| candle_core::Error::Msg(format!("{}: tensor `{name}`: {e}", self.path)))
     }
 
+    /// The storage type of tensor `name`, if the file has it.
+    pub fn tensor_type(&self, name: &str) -> Option<candle_core::quantized::GgmlDType> {
+        self.content.tensor_infos.get(name).map(|t| t.ggml_dtype)
+    }
+
     /// `general.architecture`.
     pub fn architecture(&self) -> Result<&str, ModelError> {
         let arch = self.meta_str("general.architecture").ok_or_else(|| self.err("no `general.architecture`"))?;

@@ -25,6 +25,7 @@ pub mod gguf;
 pub mod llama;
 pub mod load;
 pub mod lora;
+pub mod nf4;
 pub mod perplexity;
 pub mod qmatmul;
 pub mod quantize;

@@ -22,6 +22,7 @@ pub mod data;
 pub mod loss;
 pub mod merge;
 pub mod optim;
+pub mod plan;
 pub mod step;
 pub mod trainer;
 

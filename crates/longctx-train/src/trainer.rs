@@ -55,6 +55,8 @@ pub struct TrainOptions {
     pub resume: bool,
     /// Where run directories go (overrides the file's `output_dir`).
     pub output_dir: Option<PathBuf>,
+    /// Train even when the memory plan says the run will not fit.
+    pub skip_memory_check: bool,
 }
 
 /// How a run ended.
@@ -78,6 +80,8 @@ pub struct TrainSummary {
     pub seconds: f64,
     /// Whether the interrupt flag stopped it (after a checkpoint).
     pub interrupted: bool,
+    /// The memory plan made before the run (none where the planner does not apply).
+    pub memory_plan: Option<crate::plan::Plan>,
 }
 
 /// `run.json`.
@@ -598,6 +602,7 @@ pub fn train(
         )));
     }
     // Everything that can fail on bad input happens before the run directory is written.
+    let memory_plan = check_memory(config, options)?;
     let trainable = load_trainable(config, &device)?;
     let (data, summary) = load_data(config, &trainable.tokenizer, &trainable.template)?;
     let steps = plan(config, &data, max_steps);
@@ -689,5 +694,27 @@ pub fn train(
         tokens: tokens_seen,
         seconds: started.elapsed().as_secs_f64(),
         interrupted,
+        memory_plan,
     })
+}
+
+/// The memory plan of `config` against this machine's available memory: refuses a run that
+/// will not fit (unless told to go on), and keeps large buffers out of the heap so that freed
+/// activations go back to the system (what the plan counts; glibc's heap otherwise keeps
+/// them, 10–20 % more at 4k–8k tokens with checkpointing).
+fn check_memory(config: &TrainConfig, options: &TrainOptions) -> Result<Option<crate::plan::Plan>> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes glibc's allocation policy for later allocations.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, crate::plan::MMAP_THRESHOLD);
+    }
+    let Some(spec) = crate::plan::training_spec(config)? else { return Ok(None) };
+    let plan = crate::plan::plan(&spec)?;
+    if !plan.fits && !options.skip_memory_check {
+        return Err(Error::Config(format!(
+            "the memory plan says this run will not fit in this machine's available memory:\n\n{}\npass --no-memory-check to train anyway",
+            plan.render()
+        )));
+    }
+    Ok(Some(plan))
 }

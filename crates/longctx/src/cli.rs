@@ -71,6 +71,80 @@ pub(crate) enum Command {
     /// RULER's synthetic tasks (run them with `[benchmark] suite = "ruler"` in an experiment).
     #[command(subcommand)]
     Ruler(RulerCommand),
+    /// Plans before running: the peak memory of a fine-tuning run.
+    #[command(subcommand)]
+    Plan(PlanCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PlanCommand {
+    /// The peak memory per device of fine-tuning M, broken down (weights, gradients, optimizer
+    /// states, activations, attention workspace, logits, temporary buffers), whether it fits,
+    /// the longest sequence that fits, and the changes that would make it fit.
+    Train(PlanTrainArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PlanTrainArgs {
+    /// A config.json, a model directory, a GGUF file or a hub id (only its config.json is read).
+    #[arg(long, value_name = "M")]
+    pub(crate) model: String,
+    /// Tokens per sequence.
+    #[arg(long, value_name = "N")]
+    pub(crate) seq_len: usize,
+    /// Sequences per forward pass over all GPUs (default: one per GPU); each GPU takes B / G.
+    #[arg(long, value_name = "B")]
+    pub(crate) micro_batch: Option<usize>,
+    /// Micro-batches per optimizer step (gradients are then kept across forward passes).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub(crate) grad_accum: usize,
+    /// LoRA of rank R (the default, rank 16).
+    #[arg(long, value_name = "R", conflicts_with = "full")]
+    pub(crate) lora: Option<usize>,
+    /// The projections LoRA adapts (default: all seven).
+    #[arg(long, value_name = "LIST", value_delimiter = ',', conflicts_with = "full")]
+    pub(crate) lora_targets: Option<Vec<String>>,
+    /// Full fine-tuning (every weight).
+    #[arg(long)]
+    pub(crate) full: bool,
+    /// `none` or `layer` (each layer recomputed in the backward pass).
+    #[arg(long, value_name = "C", default_value = "none")]
+    pub(crate) checkpointing: longctx_train::plan::Checkpointing,
+    /// Weights and compute dtype: bf16 or f32 (the longctx trainer: f32).
+    #[arg(long, value_name = "D")]
+    pub(crate) dtype: Option<longctx_train::plan::Dtype>,
+    /// `adamw` or `adamw-8bit`.
+    #[arg(long, value_name = "O", default_value = "adamw")]
+    pub(crate) optimizer: longctx_train::plan::Optimizer,
+    /// GPUs.
+    #[arg(long, value_name = "G", default_value_t = 1)]
+    pub(crate) gpus: usize,
+    /// DeepSpeed ZeRO stage (FSDP full sharding = 3).
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    pub(crate) zero: u8,
+    /// What goes to host memory: none, optimizer, params, activations (comma-separated).
+    #[arg(long, value_name = "WHAT", value_delimiter = ',', default_value = "none")]
+    pub(crate) offload: Vec<longctx_train::plan::Offload>,
+    /// `eager` (scores materialized) or `flash`.
+    #[arg(long, value_name = "A", default_value = "flash")]
+    pub(crate) attention: longctx_train::plan::Attention,
+    /// `full` (the whole logits upcast to f32, transformers' loss; the default of `hf`) or
+    /// `chunked` (torchtune's chunked cross-entropy; its default, and longctx's).
+    #[arg(long, value_name = "L")]
+    pub(crate) logits: Option<longctx_train::plan::Logits>,
+    /// The frozen base under LoRA: none, nf4, q4_0, q4_1, q8_0.
+    #[arg(long, value_name = "Q", default_value = "none")]
+    pub(crate) base_quant: longctx_train::plan::BaseQuant,
+    /// Memory of one device in GiB (the longctx trainer: default this machine's available RAM).
+    #[arg(long, value_name = "GIB", alias = "memory-gib")]
+    pub(crate) gpu_memory_gib: Option<f64>,
+    /// `hf` (transformers + PEFT: TRL, axolotl), `torchtune` (GPU trainers), or `longctx`
+    /// (`longctx train` on this machine).
+    #[arg(long, value_name = "T", default_value = "hf")]
+    pub(crate) trainer: longctx_train::plan::Trainer,
+    /// Print the plan as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -134,6 +208,10 @@ pub(crate) struct TrainArgs {
     /// Where run directories go (overrides the file's `output_dir`).
     #[arg(long, value_name = "DIR")]
     pub(crate) output_dir: Option<PathBuf>,
+    /// Train even when the memory plan (`longctx plan train`) says the run will not fit in
+    /// this machine's available memory.
+    #[arg(long)]
+    pub(crate) no_memory_check: bool,
 }
 
 #[derive(Debug, Args)]

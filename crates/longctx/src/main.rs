@@ -37,6 +37,7 @@ fn main() -> ExitCode {
         cli::Command::Bench(cli::BenchCommand::Train(args)) => commands::bench::train_bench(&args),
         cli::Command::Bench(cli::BenchCommand::Serve(args)) => commands::bench::serve_bench(&args),
         cli::Command::Ruler(cli::RulerCommand::Generate(args)) => commands::ruler::generate(&args),
+        cli::Command::Plan(cli::PlanCommand::Train(args)) => commands::plan::train(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

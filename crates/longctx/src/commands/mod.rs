@@ -5,6 +5,7 @@ pub(crate) mod datasets;
 pub(crate) mod generate;
 mod model;
 pub(crate) mod perplexity;
+pub(crate) mod plan;
 pub(crate) mod prompt;
 pub(crate) mod report;
 pub(crate) mod retrieval;

@@ -19,7 +19,12 @@ static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 pub(crate) fn train(args: &TrainArgs) -> Result<()> {
     let text = fs_err::read_to_string(&args.config)?;
     let config = TrainConfig::parse(&text).with_context(|| args.config.display().to_string())?;
-    let options = TrainOptions { max_steps: args.max_steps, resume: args.resume, output_dir: args.output_dir.clone() };
+    let options = TrainOptions {
+        max_steps: args.max_steps,
+        resume: args.resume,
+        output_dir: args.output_dir.clone(),
+        skip_memory_check: args.no_memory_check,
+    };
     let _ = ctrlc::set_handler(|| {
         if INTERRUPTED.swap(true, Ordering::SeqCst) {
             std::process::exit(130);
@@ -28,6 +33,14 @@ pub(crate) fn train(args: &TrainArgs) -> Result<()> {
     });
     let s = longctx_train::trainer::train(&config, &text, &options, &INTERRUPTED)
         .with_context(|| args.config.display().to_string())?;
+    if let Some(p) = &s.memory_plan {
+        eprintln!(
+            "memory plan: peak {:.2} GiB ({} tokens per micro-batch) of {:.1} GiB available",
+            longctx_train::plan::gib(p.peak_bytes),
+            p.spec.seq_len,
+            longctx_train::plan::gib(p.budget_bytes)
+        );
+    }
     let d = &s.data;
     eprintln!(
         "data: {} conversations, {} kept ({} tokens, {} target tokens); {} over max_seq_len dropped, {} truncated, {} without targets dropped",
