@@ -17,7 +17,7 @@ use longctx_core::{
 use longctx_models::chat_template::ChatTemplate;
 use longctx_models::generate::{generate_with, Decoding, Generation, GenerationParams, StopReason};
 use longctx_models::gguf::load_gguf;
-use longctx_models::llama::{CausalLm, Llama, Sequence};
+use longctx_models::llama::{CausalLm, Llama, Sequence, WeightFormat};
 use longctx_models::load::{is_gguf, load_hf_dir, resolve_model};
 use longctx_models::lora::Adapter;
 use longctx_models::qmatmul::BlockKind;
@@ -91,15 +91,21 @@ pub enum Quantize {
     #[serde(rename = "q4_1")]
     #[cfg_attr(feature = "clap", value(name = "q4_1"))]
     Q4_1,
+    /// bitsandbytes' NF4 (4-bit NormalFloat codes, a scale per 64, double-quantized): the
+    /// projections only, dequantized for each product (slow; QLoRA's storage).
+    #[serde(rename = "nf4")]
+    #[cfg_attr(feature = "clap", value(name = "nf4"))]
+    Nf4,
 }
 
 impl Quantize {
-    /// The block layout.
-    pub fn kind(self) -> BlockKind {
+    /// How the weights are stored.
+    pub fn format(self) -> WeightFormat {
         match self {
-            Self::Q8_0 => BlockKind::Q8_0,
-            Self::Q4_0 => BlockKind::Q4_0,
-            Self::Q4_1 => BlockKind::Q4_1,
+            Self::Q8_0 => BlockKind::Q8_0.into(),
+            Self::Q4_0 => BlockKind::Q4_0.into(),
+            Self::Q4_1 => BlockKind::Q4_1.into(),
+            Self::Nf4 => WeightFormat::Nf4,
         }
     }
 }
@@ -160,7 +166,7 @@ pub fn load_model(path: &Path, options: &NativeOptions, device: &Device) -> Resu
     if let Some(q) = options.quantize {
         loaded
             .model
-            .quantize_weights(q.kind())
+            .quantize_weights(q.format())
             .map_err(|e| Error::Load(format!("quantizing {} to {q:?}: {e}", path.display())))?;
     }
     if let Some(dir) = &options.adapter {

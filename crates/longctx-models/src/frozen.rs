@@ -85,6 +85,8 @@ pub enum Frozen {
     Dense(Tensor),
     /// Q4_0/Q4_1/Q8_0 blocks.
     Quant(std::sync::Arc<crate::qmatmul::QuantMatrix>),
+    /// NF4 (QLoRA's storage).
+    Nf4(std::sync::Arc<crate::nf4::Nf4Matrix>),
 }
 
 impl Frozen {
@@ -92,6 +94,7 @@ impl Frozen {
         match self {
             Self::Dense(w) => w.dims2(),
             Self::Quant(m) => Ok((m.rows(), m.cols())),
+            Self::Nf4(m) => Ok((m.rows, m.cols)),
         }
     }
 
@@ -100,6 +103,7 @@ impl Frozen {
         match self {
             Self::Dense(w) => with_f32(w, "lora-matmul weight", f),
             Self::Quant(m) => Ok(f(&m.dequantize())),
+            Self::Nf4(m) => Ok(f(&m.dequantize())),
         }
     }
 
@@ -108,7 +112,47 @@ impl Frozen {
         match self {
             Self::Dense(w) => Ok(w.clone()),
             Self::Quant(m) => Tensor::from_vec(m.dequantize(), (m.rows(), m.cols()), device),
+            Self::Nf4(m) => Tensor::from_vec(m.dequantize(), (m.rows, m.cols), device),
         }
+    }
+}
+
+/// `x · Ŵᵀ (+ bias)` for f32 activations over a frozen weight stored quantized (dequantized
+/// for the product and dropped after it), differentiable in `x` (gradient `g · Ŵ`).
+struct FrozenProduct(Frozen);
+
+impl CustomOp1 for FrozenProduct {
+    fn name(&self) -> &'static str {
+        "frozen-product"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = f32_slice(storage, layout, "frozen-product activations")?;
+        let (rows_out, cols) = self.0.dims()?;
+        if layout.shape().dims().last() != Some(&cols) {
+            candle_core::bail!("frozen-product: activations {:?}, weights with {cols} columns", layout.shape());
+        }
+        let m = x.len() / cols;
+        let mut y = vec![0f32; m * rows_out];
+        self.0.with_f32(|w| {
+            product(&mut y, (m, rows_out, cols), View::rows(x, cols), View::transposed(w, cols), 1.0, false, true);
+        })?;
+        Ok((CpuStorage::F32(y), Shape::from(out_dims(layout, rows_out))))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(grad_res.broadcast_matmul(&self.0.tensor(arg.device())?)?))
+    }
+}
+
+/// `x · Ŵᵀ (+ bias)` over a frozen `w` (f32 activations, CPU), differentiable in `x`.
+pub fn frozen_product(w: &Frozen, bias: Option<&Tensor>, x: &Tensor) -> candle_core::Result<Tensor> {
+    let x = x.contiguous()?.to_dtype(DType::F32)?;
+    let op = FrozenProduct(w.clone());
+    let y = if x.track_op() { x.apply_op1_arc(std::sync::Arc::new(Box::new(op)))? } else { x.apply_op1_no_bwd(&op)? };
+    match bias {
+        Some(b) => y.broadcast_add(b),
+        None => Ok(y),
     }
 }
 
@@ -213,7 +257,7 @@ pub fn lora_forward(
 ) -> candle_core::Result<Option<Tensor>> {
     let dense_f32 = match w {
         Frozen::Dense(w) => w.dtype() == DType::F32 && w.device().is_cpu() && !w.track_op() && !w.is_variable(),
-        Frozen::Quant(_) => true,
+        Frozen::Quant(_) | Frozen::Nf4(_) => true,
     };
     let all_f32 = [x, a, b].iter().all(|t| t.dtype() == DType::F32 && t.device().is_cpu());
     if !all_f32 || !dense_f32 || !(a.is_variable() || b.is_variable() || a.track_op() || b.track_op()) {
@@ -343,6 +387,12 @@ mod tests {
             };
             let (quant, plain) = (run(Frozen::Quant(matrix)), run(Frozen::Dense(dense)));
             assert_eq!(quant, plain, "{kind:?}: same products over the same f32 weights");
+            if kind == BlockKind::Q4_0 {
+                let nf4 =
+                    std::sync::Arc::new(crate::nf4::Nf4Matrix::quantize(out, cols, &values(out * cols, 7)).unwrap());
+                let dense = Tensor::from_vec(nf4.dequantize(), (out, cols), &device).unwrap();
+                assert_eq!(run(Frozen::Nf4(nf4)), run(Frozen::Dense(dense)), "NF4");
+            }
         }
     }
 }

@@ -199,6 +199,9 @@ pub enum Proj {
     Quant(QMatMul, Option<Tensor>),
     /// Q4_0/Q4_1/Q8_0 weights (longctx's kernels) and an optional f32 bias.
     Packed(crate::qmatmul::QuantMatMul, Option<Tensor>),
+    /// NF4 weights (bitsandbytes' QLoRA storage), dequantized for each product, and an
+    /// optional f32 bias.
+    Nf4(std::sync::Arc<crate::nf4::Nf4Matrix>, Option<Tensor>),
 }
 
 impl Module for Proj {
@@ -209,15 +212,43 @@ impl Module for Proj {
             Self::Quant(w, Some(b)) => w.forward(x)?.broadcast_add(b),
             Self::Packed(w, None) => w.forward(x),
             Self::Packed(w, Some(b)) => w.forward(x)?.broadcast_add(b),
+            Self::Nf4(w, b) => crate::frozen::frozen_product(&crate::frozen::Frozen::Nf4(w.clone()), b.as_ref(), x),
         }
     }
 }
 
-/// `p` with its dense weight quantized to `kind` (`name`: the tensor, for errors); other
+/// How [`Llama::quantize_weights`] stores the projections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightFormat {
+    /// llama.cpp's blocks (the LM head too), run by longctx's kernels.
+    Blocks(crate::qmatmul::BlockKind),
+    /// bitsandbytes' NF4 with double-quantized scales (QLoRA's storage; the LM head stays as it
+    /// is, as bitsandbytes leaves it), dequantized for each product.
+    Nf4,
+}
+
+impl From<crate::qmatmul::BlockKind> for WeightFormat {
+    fn from(kind: crate::qmatmul::BlockKind) -> Self {
+        Self::Blocks(kind)
+    }
+}
+
+/// `p` with its dense weight quantized to `format` (`name`: the tensor, for errors); other
 /// projections as they are.
-fn quantize_proj(p: &mut Proj, kind: crate::qmatmul::BlockKind, name: &str) -> candle_core::Result<()> {
+fn quantize_proj(p: &mut Proj, format: WeightFormat, name: &str) -> candle_core::Result<()> {
     let Proj::Dense(l) = p else { return Ok(()) };
     let (rows, cols) = l.weight().dims2()?;
+    let kind = match format {
+        WeightFormat::Blocks(kind) => kind,
+        WeightFormat::Nf4 => {
+            let w = l.weight().to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+            let matrix = crate::nf4::Nf4Matrix::quantize(rows, cols, &w)
+                .map_err(|e| candle_core::Error::Msg(format!("{name}: {e}")))?;
+            let bias = l.bias().map(|b| b.to_dtype(DType::F32)).transpose()?;
+            *p = Proj::Nf4(std::sync::Arc::new(matrix), bias);
+            return Ok(());
+        }
+    };
     if cols % 32 != 0 {
         candle_core::bail!("{name}: {cols} columns, not a whole number of 32-value {kind:?} blocks");
     }
@@ -287,6 +318,7 @@ impl Adapted {
         let frozen = match &self.base {
             Proj::Dense(linear) => Some((crate::frozen::Frozen::Dense(linear.weight().clone()), linear.bias())),
             Proj::Packed(w, bias) => Some((crate::frozen::Frozen::Quant(std::sync::Arc::clone(&w.0)), bias.as_ref())),
+            Proj::Nf4(w, bias) => Some((crate::frozen::Frozen::Nf4(std::sync::Arc::clone(w)), bias.as_ref())),
             Proj::Quant(..) => None,
         };
         if let Some((w, bias)) = frozen {
@@ -969,12 +1001,14 @@ impl Llama {
         }
     }
 
-    /// Quantizes every projection and the LM head to `kind` (llama.cpp's block formats, byte
-    /// for byte as its reference quantizer: [`crate::quantize`]); they then run on the Q4/Q8
-    /// kernels as a GGUF file's would. The embedding, norms and biases stay f32; LoRA updates
+    /// Quantizes every projection and the LM head to llama.cpp's block formats (byte for byte
+    /// as its reference quantizer: [`crate::quantize`]; they then run on the Q4/Q8 kernels as a
+    /// GGUF file's would), or every projection to NF4 (bitsandbytes' codes: [`crate::nf4`];
+    /// the LM head stays f32). The embedding, norms and biases stay f32; LoRA updates
     /// stay as they are (LoRA over a quantized base: QLoRA). Projections that are quantized
     /// already are left alone. The model must be in f32.
-    pub fn quantize_weights(&mut self, kind: crate::qmatmul::BlockKind) -> candle_core::Result<()> {
+    pub fn quantize_weights(&mut self, format: impl Into<WeightFormat>) -> candle_core::Result<()> {
+        let format = format.into();
         if self.norm.weight.dtype() != DType::F32 {
             candle_core::bail!("quantizing at load needs the model in f32, not {:?}", self.norm.weight.dtype());
         }
@@ -982,10 +1016,12 @@ impl Llama {
             for part in Part::PROJECTIONS {
                 let adapted = self.adapted_mut(i, part).expect("a projection");
                 let name = format!("model.layers.{i}.{}.weight", part.hf_path());
-                quantize_proj(&mut adapted.base, kind, &name)?;
+                quantize_proj(&mut adapted.base, format, &name)?;
             }
         }
-        quantize_proj(&mut self.lm_head, kind, "lm_head.weight")?;
+        if let WeightFormat::Blocks(_) = format {
+            quantize_proj(&mut self.lm_head, format, "lm_head.weight")?;
+        }
         Ok(())
     }
 

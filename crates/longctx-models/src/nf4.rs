@@ -250,6 +250,36 @@ impl Nf4Double {
     }
 }
 
+/// A weight matrix `[rows, cols]` stored as QLoRA stores it: NF4 codes in blocks of 64 over
+/// the row-major values, the scales double-quantized (bitsandbytes' `Linear4bit` defaults).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Nf4Matrix {
+    /// Output features.
+    pub rows: usize,
+    /// Input features.
+    pub cols: usize,
+    /// The quantized values.
+    pub weights: Nf4Double,
+}
+
+impl Nf4Matrix {
+    /// Quantizes `values` (`rows × cols`, row-major).
+    pub fn quantize(rows: usize, cols: usize, values: &[f32]) -> Result<Self, Nf4Error> {
+        Ok(Self { rows, cols, weights: quantize_double(values, DEFAULT_BLOCKSIZE)? })
+    }
+
+    /// The weights as f32, row-major.
+    pub fn dequantize(&self) -> Vec<f32> {
+        self.weights.dequantize()
+    }
+
+    /// Bytes stored: the codes, the 8-bit scales and their f32 scales.
+    pub fn bytes(&self) -> usize {
+        let scales = &self.weights.absmax.quantized;
+        self.weights.codes.len() + scales.codes.len() + 4 * scales.absmax.len() + 4
+    }
+}
+
 /// bitsandbytes' blockwise 8-bit quantization with its dynamic code (`quantize_blockwise`,
 /// float32 on the CPU kernel): per block `absmax = max |x|`, each `x / absmax` (a division)
 /// mapped to the nearest entry of [`DYNAMIC_CODES`], the lower index on equal f32 distances.

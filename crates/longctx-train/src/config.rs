@@ -46,7 +46,7 @@
 
 use std::path::PathBuf;
 
-use longctx_models::llama::Part;
+use longctx_models::llama::{Part, WeightFormat};
 use longctx_models::qmatmul::BlockKind;
 use serde::{Deserialize, Serialize};
 
@@ -193,15 +193,18 @@ impl Default for LoraSection {
 }
 
 impl LoraSection {
-    /// The block format `base_quant` quantizes a safetensors model to, if any (`gguf`: none).
-    pub fn base_quant(&self) -> Result<Option<BlockKind>> {
+    /// The format `base_quant` quantizes a safetensors model to, if any (`gguf`: none).
+    pub fn base_quant(&self) -> Result<Option<WeightFormat>> {
         Ok(match self.base_quant.as_deref() {
             None | Some("gguf") => None,
-            Some("q8_0") => Some(BlockKind::Q8_0),
-            Some("q4_0") => Some(BlockKind::Q4_0),
-            Some("q4_1") => Some(BlockKind::Q4_1),
+            Some("q8_0") => Some(BlockKind::Q8_0.into()),
+            Some("q4_0") => Some(BlockKind::Q4_0.into()),
+            Some("q4_1") => Some(BlockKind::Q4_1.into()),
+            Some("nf4") => Some(WeightFormat::Nf4),
             Some(other) => {
-                return Err(Error::Config(format!("[lora] base_quant `{other}` is not one of q8_0, q4_0, q4_1, gguf")))
+                return Err(Error::Config(format!(
+                    "[lora] base_quant `{other}` is not one of q8_0, q4_0, q4_1, nf4, gguf"
+                )))
             }
         })
     }
@@ -434,7 +437,10 @@ mod tests {
         let quant = format!("{BASE}[lora]\nbase_quant = \"q5_k\"\n");
         assert!(TrainConfig::parse(&quant).unwrap_err().to_string().contains("base_quant `q5_k`"));
         let quant = format!("{BASE}[lora]\nbase_quant = \"q4_0\"\n");
-        assert_eq!(TrainConfig::parse(&quant).unwrap().lora().unwrap().base_quant().unwrap(), Some(BlockKind::Q4_0));
+        assert_eq!(
+            TrainConfig::parse(&quant).unwrap().lora().unwrap().base_quant().unwrap(),
+            Some(BlockKind::Q4_0.into())
+        );
         let target = format!("{BASE}[lora]\ntarget_modules = [\"qkv\"]\n");
         assert!(TrainConfig::parse(&target).unwrap_err().to_string().contains("`qkv`"));
         let hub = BASE.replace("path = \"d.jsonl\"", "hub = \"THUDM/LongAlign-10k\"");

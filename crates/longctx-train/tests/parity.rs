@@ -300,9 +300,11 @@ fn a_quantized_base_trains_near_the_f32_one() {
     };
     let (f32_loss, q8_loss) = (loss_of(""), loss_of("base_quant = \"q8_0\"\n"));
     let q4_loss = loss_of("base_quant = \"q4_0\"\n");
-    eprintln!("loss over the f32 base {f32_loss:.5}, Q8_0 {q8_loss:.5}, Q4_0 {q4_loss:.5}");
+    let nf4_loss = loss_of("base_quant = \"nf4\"\n");
+    eprintln!("loss over the f32 base {f32_loss:.5}, Q8_0 {q8_loss:.5}, Q4_0 {q4_loss:.5}, NF4 {nf4_loss:.5}");
     assert!(q8_loss != f32_loss && (q8_loss - f32_loss).abs() < 0.01 * f32_loss.abs());
     assert!((q4_loss - f32_loss).abs() > (q8_loss - f32_loss).abs());
+    assert!((nf4_loss - f32_loss).abs() > (q8_loss - f32_loss).abs() && (nf4_loss - f32_loss).abs() < 0.05 * f32_loss);
     let e = load_trainable(&config("base_quant = \"gguf\"\n"), &Device::Cpu).err().unwrap().to_string();
     assert!(e.contains("no GGUF file"), "{e}");
 }
