@@ -943,7 +943,7 @@ datasets = ["qasper"]
                 n += 1;
             }
         }
-        assert_eq!(n, 10);
+        assert_eq!(n, 11);
     }
 
     #[test]

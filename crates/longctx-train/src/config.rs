@@ -420,7 +420,7 @@ mod tests {
             }
         }
         names.sort();
-        assert_eq!(names, ["finetune-smollm2", "longalign-llama31-8b"]);
+        assert_eq!(names, ["finetune-smollm2", "longalign-llama31-8b", "qlora-vs-lora-f32", "qlora-vs-lora-nf4"]);
     }
 
     #[test]
