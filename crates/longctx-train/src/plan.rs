@@ -401,12 +401,14 @@ pub const MMAP_THRESHOLD: i32 = 4 << 20;
 
 /// The plan of a `longctx train` file on this machine (its available memory, its worker
 /// threads), for the longest micro-batch it can make; `None` where the planner does not apply
-/// (weights kept in bf16).
+/// (weights kept in bf16, or no `/proc/meminfo` to read the available memory from).
 pub fn training_spec(config: &crate::config::TrainConfig) -> Result<Option<Spec>> {
     use crate::batch::Batching;
     if config.model.dtype.as_deref().is_some_and(|d| d != "f32") {
         return Ok(None);
     }
+    // No /proc/meminfo (not Linux): nothing to check against.
+    let Ok(budget) = available_memory() else { return Ok(None) };
     let shape = model_shape(&config.model.path)?;
     let method = match config.lora() {
         Some(l) => Method::Lora { r: l.r, targets: l.target_modules.clone(), dropout: l.dropout > 0.0 },
@@ -426,7 +428,7 @@ pub fn training_spec(config: &crate::config::TrainConfig) -> Result<Option<Spec>
         method,
         checkpointing: if config.optim.gradient_checkpointing { Checkpointing::Layer } else { Checkpointing::None },
         base_quant,
-        budget: available_memory()?,
+        budget,
         ..Spec::new(Trainer::Longctx, shape, seq_len)
     }))
 }
@@ -840,7 +842,11 @@ fn estimate(spec: &Spec) -> Plan {
     };
 
     let at_loss = kept + logits + grads_at_loss;
-    let at_backward = kept + recomputed + temporary + attention + grads_at_end;
+    // longctx, full fine-tuning: the embedding's gradient from the lookup, and its sum with the
+    // head's (tied or not, a `vocab × hidden` pair made when every other gradient exists).
+    let embedding_grads =
+        if longctx && matches!(spec.method, Method::Full) { 2.0 * (s.vocab * s.hidden) as f64 * 4.0 } else { 0.0 };
+    let at_backward = kept + recomputed + temporary + embedding_grads + attention + grads_at_end;
     // longctx's AdamW step (activations freed): every gradient, and per tensor a handful of
     // temporaries (the decayed weights, the moments' new values, the update) of the largest.
     let step_temporaries = if longctx { 5.0 * spec.largest_trainable() * 4.0 } else { 0.0 };
@@ -850,7 +856,7 @@ fn estimate(spec: &Spec) -> Plan {
     } else if at_loss >= at_backward {
         ("loss", kept, logits, 0.0, if checkpointed { 0.0 } else { attention }, grads_at_loss)
     } else {
-        ("backward", kept + recomputed, 0.0, temporary, attention, grads_at_end)
+        ("backward", kept + recomputed, 0.0, temporary + embedding_grads, attention, grads_at_end)
     };
     let counted = weights + optimizer + activations + attn_part + logits_part + temp_part + grads_part;
     // The longctx trainer's peak is at least its loading peak.
@@ -1179,5 +1185,34 @@ mod tests {
         assert!(plan.suggestions.iter().all(|s| s.peak_bytes < plan.peak_bytes));
         let sum: f64 = plan.parts.iter().map(|p| p.bytes).sum();
         assert_eq!(sum, plan.peak_bytes);
+    }
+
+    #[test]
+    fn a_training_file_becomes_the_plan_of_its_longest_micro_batch() {
+        let model = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/train/llama");
+        let text = format!(
+            "name = \"t\"\n[model]\npath = {:?}\n[data]\npath = \"d.jsonl\"\nmax_seq_len = 512\n\
+             [lora]\nr = 4\ntarget_modules = [\"q_proj\", \"v_proj\"]\nbase_quant = \"q4_0\"\n\
+             [optim]\nmicro_batch_tokens = 4096\ngrad_accum = 2\ngradient_checkpointing = true\n",
+            model.display()
+        );
+        let config = crate::config::TrainConfig::parse(&text).unwrap();
+        let Some(spec) = training_spec(&config).unwrap() else { return }; // no /proc/meminfo
+        assert_eq!((spec.trainer, spec.seq_len, spec.grad_accum), (Trainer::Longctx, 4096, 2));
+        assert_eq!(spec.method, Method::Lora { r: 4, targets: vec!["q_proj".into(), "v_proj".into()], dropout: false });
+        assert_eq!((spec.checkpointing, spec.base_quant), (Checkpointing::Layer, BaseQuant::Q4_0));
+        assert_eq!(spec.shape.hidden, 32);
+        assert!(spec.budget > 0.0);
+        let dropout = text.replace("r = 4\n", "r = 4\ndropout = 0.1\n");
+        let spec = training_spec(&crate::config::TrainConfig::parse(&dropout).unwrap()).unwrap().unwrap();
+        assert!(matches!(spec.method, Method::Lora { dropout: true, .. }));
+        // Dropout masks are kept per adapted input.
+        assert!(
+            layer_activation_bytes(&spec)
+                > layer_activation_bytes(&Spec {
+                    method: Method::Lora { r: 4, targets: vec!["q_proj".into(), "v_proj".into()], dropout: false },
+                    ..spec.clone()
+                })
+        );
     }
 }
