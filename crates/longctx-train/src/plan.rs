@@ -19,8 +19,9 @@
 //! - **temporary buffers**: the gradients in flight while a layer runs backward;
 //! - **runtime**: the process or CUDA context, outside the allocator's peak.
 //!
-//! The peak is the larger of two moments: the loss (all kept activations and the logits) and
-//! the backward pass (kept activations, one recomputed layer, the gradients made so far).
+//! The peak is the largest of three moments: the loss (all kept activations and the logits),
+//! the backward pass (kept activations, one recomputed layer, the gradients made so far) and,
+//! for the longctx trainer, its AdamW step (every gradient and the step's temporaries).
 
 use serde::Serialize;
 
