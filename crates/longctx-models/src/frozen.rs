@@ -117,8 +117,9 @@ impl Frozen {
     }
 }
 
-/// `x · Ŵᵀ (+ bias)` for f32 activations over a frozen weight stored quantized (dequantized
-/// for the product and dropped after it), differentiable in `x` (gradient `g · Ŵ`).
+/// `x · Ŵᵀ` for f32 activations over a frozen weight stored quantized (dequantized for the
+/// product and dropped after it), differentiable in `x` (gradient `g · Ŵ`): QLoRA's products
+/// without an adapter, llama.cpp blocks ([`crate::qmatmul::Products::Dequantized`]) and NF4.
 struct FrozenProduct(Frozen);
 
 impl CustomOp1 for FrozenProduct {

@@ -123,6 +123,36 @@ pub fn load_tokenizer(path: &Path) -> Result<(HfTokenizer, Option<ChatTemplate>)
     Ok((HfTokenizer::from_file(&file)?, chat_template(&dir)?))
 }
 
+/// The hub repository `spec` names (`org/name`, optionally `org/name@revision`), and how to
+/// say that one of its files could not be had.
+#[allow(clippy::type_complexity)]
+fn hub_repo(
+    spec: &str,
+) -> Result<(hf_hub::api::sync::ApiRepo, impl Fn(&str, &dyn std::fmt::Display) -> ModelError + '_), ModelError> {
+    let (repo, revision) = spec.split_once('@').unwrap_or((spec, "main"));
+    let looks_like_repo = repo.split('/').count() == 2 && !repo.starts_with('.') && !repo.starts_with('/');
+    if !looks_like_repo {
+        return Err(ModelError::Load(format!(
+            "{spec}: no such file or directory, and not a hub repository id (org/name)"
+        )));
+    }
+    let hub_error = move |file: &str, e: &dyn std::fmt::Display| {
+        ModelError::Load(format!(
+            "`{spec}` is not a local path, so it was taken as a hub id, but `{file}` of the model repository `{repo}` could not be had from the Hugging Face hub: {e}. If this machine is offline, download the model elsewhere and pass its directory"
+        ))
+    };
+    let api = hf_hub::api::sync::ApiBuilder::from_env().build().map_err(|e| hub_error("config.json", &e))?;
+    let handle = api.repo(hf_hub::Repo::with_revision(repo.to_string(), hf_hub::RepoType::Model, revision.to_string()));
+    Ok((handle, hub_error))
+}
+
+/// The `config.json` of the hub repository `spec` names (`org/name[@revision]`), fetched alone
+/// (into the hub cache; what planning needs, without the weights).
+pub fn hub_config(spec: &str) -> Result<PathBuf, ModelError> {
+    let (handle, hub_error) = hub_repo(spec)?;
+    handle.get("config.json").map_err(|e| hub_error("config.json", &e))
+}
+
 /// Where a model comes from: a local directory, or a repository id on the Hugging Face hub
 /// (`org/name`, optionally `org/name@revision`), downloaded into the hub cache with hf-hub
 /// (honours `HF_HOME`, `HF_ENDPOINT`, `HF_TOKEN`). Returns the local directory.
@@ -131,20 +161,7 @@ pub fn resolve_model(spec: &str) -> Result<PathBuf, ModelError> {
     if path.exists() {
         return Ok(path.to_path_buf());
     }
-    let (repo, revision) = spec.split_once('@').unwrap_or((spec, "main"));
-    let looks_like_repo = repo.split('/').count() == 2 && !repo.starts_with('.') && !repo.starts_with('/');
-    if !looks_like_repo {
-        return Err(ModelError::Load(format!(
-            "{spec}: no such file or directory, and not a hub repository id (org/name)"
-        )));
-    }
-    let hub_error = |file: &str, e: &dyn std::fmt::Display| {
-        ModelError::Load(format!(
-            "`{spec}` is not a local path, so it was taken as a hub id, but `{file}` of the model repository `{repo}` could not be had from the Hugging Face hub: {e}. If this machine is offline, download the model elsewhere and pass its directory"
-        ))
-    };
-    let api = hf_hub::api::sync::ApiBuilder::from_env().build().map_err(|e| hub_error("config.json", &e))?;
-    let handle = api.repo(hf_hub::Repo::with_revision(repo.to_string(), hf_hub::RepoType::Model, revision.to_string()));
+    let (handle, hub_error) = hub_repo(spec)?;
     // Some(path), or None when the repository has no such file (HTTP 404).
     let optional = |file: &str| -> Result<Option<PathBuf>, ModelError> {
         match handle.get(file) {

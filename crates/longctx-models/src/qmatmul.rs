@@ -658,42 +658,10 @@ impl QuantMatMul {
     /// frozen).
     pub fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         if self.1 == Products::Dequantized || x.track_op() {
-            let op = DequantizedProduct(std::sync::Arc::clone(&self.0));
-            return x.contiguous()?.to_dtype(candle_core::DType::F32)?.apply_op1_arc(std::sync::Arc::new(Box::new(op)));
+            let w = crate::frozen::Frozen::Quant(std::sync::Arc::clone(&self.0));
+            return crate::frozen::frozen_product(&w, None, x);
         }
         x.contiguous()?.apply_op1_no_bwd(self)
-    }
-}
-
-/// `x · Ŵᵀ` with `Ŵ` the dequantized weights, differentiable in `x` (see
-/// [`QuantMatMul::forward`]).
-struct DequantizedProduct(std::sync::Arc<QuantMatrix>);
-
-impl CustomOp1 for DequantizedProduct {
-    fn name(&self) -> &'static str {
-        "dequantized-matmul"
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = crate::dense::f32_slice(storage, layout, "dequantized-matmul activations")?;
-        let (rows, cols) = (self.0.rows, self.0.cols);
-        let dims = layout.shape().dims();
-        if dims.last() != Some(&cols) {
-            candle_core::bail!("dequantized-matmul: activations {dims:?}, weights with {cols} columns");
-        }
-        let w = self.0.dequantize();
-        let m = x.len() / cols;
-        let mut y = vec![0f32; m * rows];
-        let (a, b) = (crate::dense::View::rows(x, cols), crate::dense::View::transposed(&w, cols));
-        crate::dense::product(&mut y, (m, rows, cols), a, b, 1.0, false, true);
-        let mut out = dims.to_vec();
-        *out.last_mut().expect("a last dimension") = rows;
-        Ok((CpuStorage::F32(y), Shape::from(out)))
-    }
-
-    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let w = Tensor::from_vec(self.0.dequantize(), (self.0.rows, self.0.cols), grad_res.device())?;
-        Ok(Some(grad_res.broadcast_matmul(&w)?))
     }
 }
 

@@ -148,22 +148,7 @@ pub fn model_shape(model: &str) -> Result<Shape> {
         }
         return Err(Error::Config(format!("{}: a directory without config.json", path.display())));
     }
-    let (repo, revision) = model.split_once('@').unwrap_or((model, "main"));
-    if repo.split('/').count() != 2 || repo.starts_with('.') || repo.starts_with('/') {
-        return Err(Error::Config(format!(
-            "{model}: no such file or directory, and not a hub repository id (org/name)"
-        )));
-    }
-    let fetched = hf_hub::api::sync::ApiBuilder::from_env().build().and_then(|api| {
-        api.repo(hf_hub::Repo::with_revision(repo.to_string(), hf_hub::RepoType::Model, revision.to_string()))
-            .get("config.json")
-    });
-    match fetched {
-        Ok(file) => from_json(&file),
-        Err(e) => Err(Error::Config(format!(
-            "`{model}` is not a local path, so it was taken as a hub id, but its config.json could not be had from the Hugging Face hub: {e}. Offline, pass the model's config.json"
-        ))),
-    }
+    from_json(&longctx_models::load::hub_config(model)?)
 }
 
 /// PEFT's names of the seven projections (LoRA on all linear layers).
