@@ -67,6 +67,7 @@ pub fn bench(options: &BenchOptions) -> Result<BenchReport> {
         lora: options.lora_r.map(|r| LoraSection { r, alpha: 2.0 * r as f64, ..LoraSection::default() }),
         optim: OptimSection { gradient_checkpointing: options.checkpointing, ..OptimSection::default() },
         output: OutputSection::default(),
+        distributed: None,
     };
     let trainable = load_trainable(&config, &device)?;
     let vocab = trainable.model.config().vocab_size as u32;

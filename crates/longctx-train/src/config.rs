@@ -40,6 +40,10 @@
 //! [output]
 //! save_every = 50                  # checkpoint every N optimizer steps (0: only at the end)
 //! keep_checkpoints = 2
+//!
+//! [distributed]                    # only for `longctx train --export` (a GPU job)
+//! gpus = 8
+//! sharding = "zero3"               # none, zero1, zero2, zero3 (DeepSpeed) or fsdp
 //! ```
 //!
 //! Unknown keys are errors.
@@ -81,6 +85,32 @@ pub struct TrainConfig {
     /// Checkpoints.
     #[serde(default)]
     pub output: OutputSection,
+    /// GPUs and sharding of an exported job (`longctx train --export`); longctx's own CPU
+    /// trainer does not read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distributed: Option<DistributedSection>,
+}
+
+/// `[distributed]`: how an exported job spreads over GPUs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DistributedSection {
+    /// Data-parallel GPUs (one optimizer step holds `gpus × grad_accum` micro-batches).
+    #[serde(default = "one")]
+    pub gpus: usize,
+    /// `none` (data parallel), `zero1`, `zero2`, `zero3` (DeepSpeed) or `fsdp`.
+    #[serde(default = "default_sharding")]
+    pub sharding: String,
+}
+
+fn default_sharding() -> String {
+    "none".into()
+}
+
+impl Default for DistributedSection {
+    fn default() -> Self {
+        Self { gpus: 1, sharding: default_sharding() }
+    }
 }
 
 fn default_output_dir() -> PathBuf {
@@ -374,6 +404,12 @@ impl TrainConfig {
         }
         if !(o.lr > 0.0 && o.lr.is_finite()) {
             return bad(format!("[optim] lr {} must be a positive number", o.lr));
+        }
+        if let Some(d) = &self.distributed {
+            d.sharding.parse::<crate::export::Sharding>().map_err(Error::Config)?;
+            if d.gpus == 0 {
+                return bad("[distributed] gpus must be at least 1".into());
+            }
         }
         if let Some(dtype) = &self.model.dtype {
             if !matches!(dtype.as_str(), "f32" | "bf16") {

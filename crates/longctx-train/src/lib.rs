@@ -13,12 +13,14 @@
 //!   transformers compute them;
 //! - [`trainer`]: the training run (`longctx train`): LoRA in PEFT's format or full
 //!   fine-tuning, checkpoints and exact resume, metrics;
-//! - [`merge`]: an adapter merged into its base model.
+//! - [`merge`]: an adapter merged into its base model;
+//! - [`export`]: the run as a job for TRL, axolotl or torchtune, with LongAlign's loss hook.
 
 pub mod batch;
 pub mod bench;
 pub mod config;
 pub mod data;
+pub mod export;
 pub mod loss;
 pub mod merge;
 pub mod optim;

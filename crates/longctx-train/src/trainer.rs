@@ -311,6 +311,7 @@ fn config_hash(config: &TrainConfig, max_steps: Option<usize>) -> Result<String>
     if let Some(m) = v.as_object_mut() {
         m.remove("output_dir");
         m.remove("output");
+        m.remove("distributed");
         m.insert("max_steps".into(), serde_json::json!(max_steps.or(config.optim.max_steps)));
     }
     Ok(hex(&Sha256::digest(v.to_string().as_bytes())))

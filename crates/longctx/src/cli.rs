@@ -212,6 +212,16 @@ pub(crate) struct TrainArgs {
     /// this machine's available memory.
     #[arg(long)]
     pub(crate) no_memory_check: bool,
+    /// Do not train: write the run as a job for --engine into DIR (data packed by longctx with
+    /// its loss weights, the engine's configuration, the loss hook, a launch script, a README).
+    #[arg(long, value_name = "DIR", requires = "engine", conflicts_with = "resume")]
+    pub(crate) export: Option<PathBuf>,
+    /// The engine of --export: trl, axolotl or torchtune.
+    #[arg(long, value_name = "ENGINE", requires = "export")]
+    pub(crate) engine: Option<longctx_train::export::Engine>,
+    /// GPUs of the exported job (overrides the file's `[distributed] gpus`).
+    #[arg(long, value_name = "N", requires = "export")]
+    pub(crate) gpus: Option<usize>,
 }
 
 #[derive(Debug, Args)]

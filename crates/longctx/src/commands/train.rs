@@ -1,4 +1,4 @@
-//! `longctx train CONFIG.toml [--max-steps N] [--resume] [--output-dir DIR]`,
+//! `longctx train CONFIG.toml [--max-steps N] [--resume] [--output-dir DIR] [--export DIR --engine E [--gpus N]]`,
 //! `longctx loss --model M [--adapter A] --data FILE --max-seq-len N [--batching B] [--loss L] [--json]`
 //! and `longctx merge --model M --adapter A --out DIR`.
 
@@ -18,7 +18,29 @@ static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 pub(crate) fn train(args: &TrainArgs) -> Result<()> {
     let text = fs_err::read_to_string(&args.config)?;
-    let config = TrainConfig::parse(&text).with_context(|| args.config.display().to_string())?;
+    let mut config = TrainConfig::parse(&text).with_context(|| args.config.display().to_string())?;
+    if let (Some(dir), Some(engine)) = (&args.export, args.engine) {
+        if let Some(gpus) = args.gpus {
+            config.distributed.get_or_insert_with(Default::default).gpus = gpus;
+        }
+        let (s, d) = longctx_train::export::export(&config, &text, dir, engine, args.max_steps)
+            .with_context(|| format!("exporting {} to {}", args.config.display(), engine.name()))?;
+        eprintln!(
+            "data: {} conversations, {} kept ({} tokens, {} target tokens); {} over max_seq_len dropped, {} truncated, {} without targets dropped",
+            d.conversations, d.kept, d.tokens, d.target_tokens, d.dropped_overlong, d.truncated, d.dropped_no_target
+        );
+        eprintln!(
+            "{} job: {} optimizer steps, {} packs ({} weight-0 fillers) on {} GPU(s); files: {}",
+            engine.name(),
+            s.steps,
+            s.packs,
+            s.filler_packs,
+            s.gpus,
+            s.files.join(", ")
+        );
+        eprintln!("run it: {}", s.launch);
+        return Ok(());
+    }
     let options = TrainOptions {
         max_steps: args.max_steps,
         resume: args.resume,

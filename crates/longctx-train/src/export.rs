@@ -1,0 +1,648 @@
+//! `longctx train CONFIG --export DIR --engine trl|axolotl|torchtune`: the training run of a
+//! configuration written as a job an existing distributed trainer runs unchanged on GPUs.
+//!
+//! The data goes out as longctx would train on it: rendered with the model's chat template,
+//! tokenized, masked (assistant tokens only), grouped by the configuration's batching and packed
+//! into micro-batches of at most `micro_batch_tokens` tokens, in the order of the run (every
+//! epoch's own shuffle). One line of `data/packs.jsonl` is one micro-batch on one GPU:
+//!
+//! ```json
+//! {"step": 0, "input_ids": [...], "labels": [...], "position_ids": [...],
+//!  "seq_lens": [...], "seq_weights": [...]}
+//! ```
+//!
+//! `labels` are transformers' (the token itself where it is a target, −100 elsewhere; the model
+//! shifts them), `position_ids` restart at 0 with every sequence (the packing boundary: no
+//! token attends across it), and `seq_weights[i]` is the loss weight of every target token of
+//! the pack's i-th sequence (`seq_lens[i]` tokens), from the configuration's loss over the
+//! *global* optimizer step (`gpus × grad_accum` packs): a step's loss is `Σ w · ℓ` over its
+//! target tokens, which is the token mean (`token-mean`) or LongAlign's mean of per-sequence
+//! means (`longalign`). A step that would have fewer packs (an epoch's end) is filled with
+//! copies of its shortest pack weighted 0, so every engine's step holds exactly its packs.
+//!
+//! None of the engines weighs a loss per token, so the export ships a small hook for each,
+//! documented in the job's README: a `compute_loss` override for trainers built on
+//! transformers' `Trainer` (TRL, axolotl's plugin) and a recipe subclass for torchtune.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::batch::plan_steps;
+use crate::config::TrainConfig;
+use crate::data::Encoded;
+use crate::{Error, Result};
+
+/// The engines a job can be exported to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    /// Hugging Face TRL's `SFTTrainer` (accelerate, DeepSpeed or FSDP).
+    Trl,
+    /// axolotl (a YAML file, accelerate, DeepSpeed or FSDP).
+    Axolotl,
+    /// torchtune's LoRA / full fine-tuning recipes (`tune run`, torchrun).
+    Torchtune,
+}
+
+impl std::str::FromStr for Engine {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "trl" => Ok(Self::Trl),
+            "axolotl" => Ok(Self::Axolotl),
+            "torchtune" => Ok(Self::Torchtune),
+            other => Err(format!("unknown engine `{other}`: longctx exports to trl, axolotl or torchtune")),
+        }
+    }
+}
+
+impl Engine {
+    /// The name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Trl => "trl",
+            Engine::Axolotl => "axolotl",
+            Engine::Torchtune => "torchtune",
+        }
+    }
+}
+
+/// How the model and optimizer are spread over the GPUs (`[distributed] sharding`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Sharding {
+    /// Data parallel: every GPU holds everything.
+    #[default]
+    None,
+    /// DeepSpeed ZeRO stage 1 (optimizer states sharded).
+    Zero1,
+    /// ZeRO stage 2 (+ gradients).
+    Zero2,
+    /// ZeRO stage 3 (+ weights).
+    Zero3,
+    /// PyTorch FSDP, full sharding.
+    Fsdp,
+}
+
+impl std::str::FromStr for Sharding {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(Self::None),
+            "zero1" => Ok(Self::Zero1),
+            "zero2" => Ok(Self::Zero2),
+            "zero3" => Ok(Self::Zero3),
+            "fsdp" => Ok(Self::Fsdp),
+            other => Err(format!("[distributed] sharding `{other}` is not one of none, zero1, zero2, zero3, fsdp")),
+        }
+    }
+}
+
+impl Sharding {
+    /// DeepSpeed's ZeRO stage, if DeepSpeed.
+    pub fn zero_stage(self) -> Option<u8> {
+        match self {
+            Sharding::Zero1 => Some(1),
+            Sharding::Zero2 => Some(2),
+            Sharding::Zero3 => Some(3),
+            Sharding::None | Sharding::Fsdp => None,
+        }
+    }
+}
+
+/// One micro-batch of the exported data (a line of `data/packs.jsonl`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PackRow {
+    /// 0-based optimizer step.
+    pub step: usize,
+    /// Token ids of the packed sequences.
+    pub input_ids: Vec<u32>,
+    /// The token where it is a target, −100 elsewhere.
+    pub labels: Vec<i64>,
+    /// Positions, from 0 in each sequence.
+    pub position_ids: Vec<u32>,
+    /// Tokens of each sequence.
+    pub seq_lens: Vec<usize>,
+    /// The loss weight of each sequence's target tokens.
+    pub seq_weights: Vec<f64>,
+}
+
+/// The packs of a run over `data` for `gpus` data-parallel GPUs, in the order the engines read
+/// them (at most `max_steps` steps).
+pub fn packs(config: &TrainConfig, data: &[Encoded], gpus: usize, max_steps: Option<usize>) -> Vec<PackRow> {
+    let per_step = config.optim.grad_accum * gpus.max(1);
+    let lens: Vec<usize> = data.iter().map(Encoded::len).collect();
+    let mut steps = plan_steps(
+        &lens,
+        config.data.batching,
+        config.micro_batch_tokens(),
+        per_step,
+        config.optim.epochs,
+        config.optim.seed,
+    );
+    if let Some(m) = max_steps {
+        steps.truncate(m);
+    }
+    let mut rows = Vec::new();
+    for (s, step) in steps.iter().enumerate() {
+        let n_targets: Vec<usize> = step.sequences().map(|i| data[i].n_targets()).collect();
+        let weights = config.data.loss.weights(&n_targets);
+        let mut k = 0;
+        let first = rows.len();
+        for mb in &step.micro_batches {
+            let mut row = PackRow {
+                step: s,
+                input_ids: Vec::new(),
+                labels: Vec::new(),
+                position_ids: Vec::new(),
+                seq_lens: Vec::new(),
+                seq_weights: Vec::new(),
+            };
+            for &i in mb {
+                let e = &data[i];
+                row.input_ids.extend_from_slice(&e.ids);
+                row.labels.extend(e.ids.iter().zip(&e.targets).enumerate().map(|(t, (&id, &target))| {
+                    if target && t > 0 {
+                        i64::from(id)
+                    } else {
+                        -100
+                    }
+                }));
+                row.position_ids.extend(0..e.len() as u32);
+                row.seq_lens.push(e.len());
+                row.seq_weights.push(weights[k]);
+                k += 1;
+            }
+            rows.push(row);
+        }
+        // An epoch's last step may be short of packs: fill it with weight-0 copies.
+        let shortest = rows[first..].iter().min_by_key(|r| r.input_ids.len()).cloned();
+        if let Some(mut filler) = shortest {
+            filler.seq_weights.iter_mut().for_each(|w| *w = 0.0);
+            while rows.len() - first < per_step {
+                rows.push(filler.clone());
+            }
+        }
+    }
+    rows
+}
+
+/// What an export wrote.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExportSummary {
+    /// The job directory.
+    pub dir: PathBuf,
+    /// The engine.
+    pub engine: Engine,
+    /// Optimizer steps of the job.
+    pub steps: usize,
+    /// Packs (lines of `data/packs.jsonl`), fillers included.
+    pub packs: usize,
+    /// Weight-0 filler packs.
+    pub filler_packs: usize,
+    /// GPUs the launch script starts.
+    pub gpus: usize,
+    /// Files written, relative to `dir`.
+    pub files: Vec<String>,
+    /// The command that runs the job.
+    pub launch: String,
+}
+
+/// Python hook shared by the engines built on transformers' `Trainer`.
+const HF_HOOKS: &str = include_str!("export/longctx_hooks.py");
+/// TRL's training script.
+const TRL_TRAIN: &str = include_str!("export/trl_train.py");
+
+/// The versions the exported jobs were run with (by `tools/oracles/export_fixtures.py`).
+pub const TRL_REQUIREMENTS: &str = "\
+# The versions this job was checked with (one step on CPU against `longctx loss`, by longctx's
+# tools/oracles/export_fixtures.py); a GPU machine keeps its own CUDA build of torch >= 2.6.
+trl==1.16.0
+transformers==5.25.0
+peft==0.21.2
+accelerate==1.16.0
+datasets==5.2.0
+pyyaml>=6
+";
+
+/// Checks that `config` can be exported to `engine`.
+fn check(config: &TrainConfig, engine: Engine) -> Result<()> {
+    let bad = |m: String| Err(Error::Config(m));
+    let path = &config.model.path;
+    if longctx_models::load::is_gguf(Path::new(path)) {
+        return bad(format!(
+            "{path}: {} trains safetensors models (a directory or a hub id), not GGUF files; export the model's safetensors version",
+            engine.name()
+        ));
+    }
+    if let Some(lora) = config.lora() {
+        match lora.base_quant.as_deref() {
+            None | Some("nf4") => {}
+            Some(other) => {
+                return bad(format!(
+                    "[lora] base_quant = \"{other}\" has no counterpart in {}: its QLoRA quantizes with bitsandbytes, use base_quant = \"nf4\" (or none)",
+                    engine.name()
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A YAML scalar: strings and lists as JSON (valid YAML), floats always with a dot and a
+/// signed exponent where they have one, as YAML 1.1 readers (PyYAML) need to read a float.
+fn yaml_float(x: f64) -> String {
+    if x == 0.0 {
+        return "0.0".into();
+    }
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        return format!("{x:.1}");
+    }
+    if x.abs() >= 1e-4 && x.abs() < 1e15 {
+        return format!("{x}");
+    }
+    let e = format!("{x:e}");
+    let (mantissa, exp) = e.split_once('e').expect("{:e} writes an exponent");
+    let mantissa = if mantissa.contains('.') { mantissa.to_string() } else { format!("{mantissa}.0") };
+    let exp = if exp.starts_with('-') { exp.to_string() } else { format!("+{exp}") };
+    format!("{mantissa}e{exp}")
+}
+
+fn quoted(s: &str) -> String {
+    serde_json::to_string(s).expect("a string serializes")
+}
+
+fn quoted_list(items: &[String]) -> String {
+    format!("[{}]", items.iter().map(|s| quoted(s)).collect::<Vec<_>>().join(", "))
+}
+
+/// The model as the engine reads it: a local directory as an absolute path (the job runs from
+/// its own directory), a hub id as it is.
+fn model_ref(path: &str) -> Result<String> {
+    let p = Path::new(path);
+    if p.is_dir() {
+        Ok(fs_err::canonicalize(p)?.display().to_string())
+    } else {
+        Ok(path.to_string())
+    }
+}
+
+/// `rope_scaling = "KIND:FACTOR"` as transformers' `rope_parameters` overrides.
+fn rope_override(spec: Option<&str>) -> Result<Option<(String, f64)>> {
+    let Some(spec) = spec else { return Ok(None) };
+    let (kind, factor) = spec
+        .split_once(':')
+        .ok_or_else(|| Error::Config(format!("[model] rope_scaling `{spec}` is not KIND:FACTOR")))?;
+    let factor: f64 = factor
+        .parse()
+        .map_err(|_| Error::Config(format!("[model] rope_scaling `{spec}`: `{factor}` is not a number")))?;
+    Ok(Some((kind.to_string(), factor)))
+}
+
+/// The optimizer steps' warm-up and the scheduler name in transformers' terms.
+fn hf_schedule(config: &TrainConfig, steps: usize) -> (&'static str, usize) {
+    let warmup = config.optim.warmup(steps);
+    let name = match config.optim.schedule {
+        crate::optim::Schedule::Cosine => "cosine",
+        crate::optim::Schedule::Linear => "linear",
+        crate::optim::Schedule::Constant if warmup > 0 => "constant_with_warmup",
+        crate::optim::Schedule::Constant => "constant",
+    };
+    (name, warmup)
+}
+
+/// The settings shared by the `Trainer`-based engines (TRL's `SFTConfig`, axolotl's keys are
+/// mapped from the same values).
+struct HfJob {
+    model: String,
+    dtype: &'static str,
+    rope: Option<(String, f64)>,
+    nf4: bool,
+    steps: usize,
+    gpus: usize,
+    sharding: Sharding,
+}
+
+fn ds_config(stage: u8) -> String {
+    format!(
+        "{{\n  \"zero_optimization\": {{\n    \"stage\": {stage},\n    \"overlap_comm\": true,\n    \"contiguous_gradients\": true{}\n  }},\n  \"bf16\": {{\"enabled\": \"auto\"}},\n  \"train_micro_batch_size_per_gpu\": \"auto\",\n  \"gradient_accumulation_steps\": \"auto\",\n  \"gradient_clipping\": \"auto\"\n}}\n",
+        if stage == 3 { ",\n    \"stage3_gather_16bit_weights_on_model_save\": true" } else { "" }
+    )
+}
+
+fn trl_config(config: &TrainConfig, job: &HfJob) -> String {
+    let o = &config.optim;
+    let mut y = String::new();
+    let _ = writeln!(
+        y,
+        "# TRL job written by `longctx train --export --engine trl` from the training file `{}`",
+        config.name
+    );
+    let _ = writeln!(y, "# (longctx.toml). train.py reads this file; `training` is trl.SFTConfig's arguments.");
+    let _ = writeln!(y, "model:");
+    let _ = writeln!(y, "  name_or_path: {}", quoted(&job.model));
+    let _ = writeln!(y, "  dtype: {}", quoted(job.dtype));
+    let _ = writeln!(y, "  attn_implementation: \"sdpa\"");
+    match &job.rope {
+        Some((kind, factor)) => {
+            let _ = writeln!(y, "  rope_scaling: {{rope_type: {}, factor: {}}}", quoted(kind), yaml_float(*factor));
+        }
+        None => {
+            let _ = writeln!(y, "  rope_scaling: null");
+        }
+    }
+    let _ = writeln!(y, "  load_in_4bit: {}", job.nf4);
+    match config.lora() {
+        Some(l) => {
+            let _ = writeln!(y, "lora:  # peft.LoraConfig");
+            let _ = writeln!(y, "  r: {}", l.r);
+            let _ = writeln!(y, "  lora_alpha: {}", yaml_float(l.alpha));
+            let _ = writeln!(y, "  lora_dropout: {}", yaml_float(l.dropout));
+            let _ = writeln!(y, "  target_modules: {}", quoted_list(&l.target_modules));
+            let _ = writeln!(y, "  use_rslora: {}", l.rslora);
+            let _ = writeln!(y, "  bias: \"none\"");
+            let _ = writeln!(y, "  task_type: \"CAUSAL_LM\"");
+        }
+        None => {
+            let _ = writeln!(y, "lora: null  # full fine-tuning");
+        }
+    }
+    let _ = writeln!(y, "data:");
+    let _ = writeln!(y, "  packs: \"data/packs.jsonl\"");
+    let (scheduler, warmup) = hf_schedule(config, job.steps);
+    let _ = writeln!(y, "training:");
+    let _ = writeln!(y, "  output_dir: \"output\"");
+    let _ = writeln!(y, "  per_device_train_batch_size: 1  # one pack of up to {} tokens", config.micro_batch_tokens());
+    let _ = writeln!(y, "  gradient_accumulation_steps: {}", o.grad_accum);
+    let _ = writeln!(y, "  num_train_epochs: 1  # data/packs.jsonl holds every epoch ({}), in order", o.epochs);
+    let _ = writeln!(y, "  max_steps: {}", job.steps);
+    let _ = writeln!(y, "  learning_rate: {}", yaml_float(o.lr));
+    let _ = writeln!(y, "  lr_scheduler_type: {}", quoted(scheduler));
+    let _ = writeln!(y, "  warmup_steps: {warmup}");
+    let _ = writeln!(y, "  max_grad_norm: {}", yaml_float(o.clip.unwrap_or(0.0)));
+    let _ = writeln!(y, "  optim: \"adamw_torch\"");
+    let _ = writeln!(y, "  weight_decay: {}", yaml_float(o.weight_decay));
+    let _ = writeln!(y, "  adam_beta1: {}", yaml_float(o.betas.0));
+    let _ = writeln!(y, "  adam_beta2: {}", yaml_float(o.betas.1));
+    let _ = writeln!(y, "  adam_epsilon: {}", yaml_float(o.eps));
+    let _ = writeln!(y, "  seed: {}", o.seed);
+    let _ = writeln!(y, "  activation_checkpointing: {}", o.gradient_checkpointing);
+    let _ = writeln!(y, "  bf16: {}", job.dtype == "bfloat16");
+    let _ = writeln!(y, "  logging_steps: 1");
+    let save = if config.output.save_every == 0 { job.steps } else { config.output.save_every };
+    let _ = writeln!(y, "  save_strategy: \"steps\"");
+    let _ = writeln!(y, "  save_steps: {save}");
+    let _ = writeln!(y, "  save_total_limit: {}", config.output.keep_checkpoints.max(1));
+    let _ = writeln!(y, "  report_to: \"none\"");
+    let _ = writeln!(y, "  remove_unused_columns: false  # the hook reads seq_lens and seq_weights");
+    let _ = writeln!(y, "  dataset_kwargs: {{skip_prepare_dataset: true}}  # packed and masked by longctx");
+    if let Some(stage) = job.sharding.zero_stage() {
+        let _ = writeln!(y, "  deepspeed: \"ds_config.json\"  # ZeRO stage {stage}");
+    }
+    if job.sharding == Sharding::Fsdp {
+        let _ = writeln!(y, "  fsdp: \"full_shard auto_wrap\"");
+        let _ = writeln!(y, "  fsdp_config: {{transformer_layer_cls_to_wrap: [\"LlamaDecoderLayer\"]}}");
+    }
+    y
+}
+
+fn launch_accelerate(job: &HfJob, entry: &str) -> String {
+    format!(
+        "#!/usr/bin/env bash\n# Runs the job on {gpus} GPU(s) of this machine (written by longctx). Extra arguments go to\n# `accelerate launch` before the script, e.g. --num_machines/--machine_rank/--main_process_ip\n# for several machines.\nset -euo pipefail\ncd \"$(dirname \"$0\")\"\nexec accelerate launch --num_processes {gpus} --num_machines 1 --mixed_precision no --dynamo_backend no \"$@\" {entry}\n",
+        gpus = job.gpus
+    )
+}
+
+fn trl_readme(config: &TrainConfig, job: &HfJob, summary: &ExportSummary) -> String {
+    let loss = match config.data.loss {
+        crate::loss::LossKind::LongAlign => {
+            "longalign (LongAlign's loss weighting: every sequence of a step weighs the same)"
+        }
+        crate::loss::LossKind::TokenMean => "token-mean (the mean over the step's target tokens)",
+    };
+    format!(
+        "# {name}: a TRL job written by longctx\n\n\
+`longctx train longctx.toml --export DIR --engine trl` wrote this directory from the training file\n\
+`longctx.toml` (copied here). Run it on a machine with {gpus} GPU(s):\n\n\
+    pip install -r requirements.txt{extra}\n    ./launch.sh\n\n\
+The adapter (or, for full fine-tuning, the model) lands in `output/`; evaluate it with longctx:\n\
+`longctx run EXPERIMENT.toml` with `adapter = \"…/output\"` in its `[model]`, or\n\
+`longctx loss --model {model} --adapter output --data …`.\n\n\
+## What is here\n\n\
+- `data/packs.jsonl`: {packs} packs ({fillers} of them weight-0 fillers) for {steps} optimizer steps — the\n  conversations rendered with the model's chat template, tokenized, masked (assistant tokens only),\n  batched (`{batching}`) and packed by longctx exactly as `longctx train` trains on them. One line is\n  one micro-batch on one GPU: `input_ids`, `labels` (−100: no loss), `position_ids` (0 at each\n  sequence's start: no token attends across a boundary), `seq_lens`, `seq_weights` (the loss weight\n  of each sequence's target tokens, over the global step of {per_step} packs).\n\
+- `config.yaml`: the model, LoRA (`peft.LoraConfig`) and `trl.SFTConfig` settings mapped from\n  `longctx.toml`. `training.gradient_accumulation_steps` × GPUs packs make one step; the data is\n  read in file order (each epoch was shuffled by longctx), so changing the GPU count means exporting\n  again (`[distributed] gpus` or `--gpus`).\n\
+- `train.py`: loads the model and the packs and runs `trl.SFTTrainer` with the loss hook.\n\
+- `longctx_hooks.py`: the hook. None of the engines weighs a loss per token: the hook's\n  `compute_loss` runs the LM head only where a token is predicted (`logits_to_keep`) and returns\n  `Σ w · ℓ` over the pack's target tokens, times the number of processes (DDP/DeepSpeed average\n  gradients over them) and marked as already scaled for gradient accumulation, so one step's\n  gradient is that of `Σ w · ℓ` over the whole step; its sampler keeps the file order.\n\
+- `launch.sh`: `accelerate launch` on {gpus} GPU(s){sharding}.\n\n\
+Loss: {loss}.\n\n\
+## Differences from `longctx train`\n\n\
+- LoRA's A matrices start from peft's random initialization, not longctx's (B is zero in both).\n\
+- transformers' AdamW leaves biases and norm weights out of weight decay; longctx decays every\n  trained tensor (the same for LoRA, which trains no bias or norm).\n\
+- With several GPUs a step holds `gpus × grad_accum` packs (the global batch grows with the GPUs).\n",
+        name = config.name,
+        gpus = job.gpus,
+        extra = if job.nf4 { "  # + bitsandbytes for the NF4 base (QLoRA)" } else { "" },
+        model = job.model,
+        packs = summary.packs,
+        fillers = summary.filler_packs,
+        steps = summary.steps,
+        batching = serde_json::to_value(config.data.batching).map(|v| v.as_str().unwrap_or("").to_string()).unwrap_or_default(),
+        per_step = config.optim.grad_accum * job.gpus,
+        sharding = match job.sharding {
+            Sharding::None => String::new(),
+            Sharding::Fsdp => " with FSDP (full sharding)".into(),
+            s => format!(" with DeepSpeed ZeRO stage {} (`ds_config.json`)", s.zero_stage().unwrap_or(0)),
+        },
+    )
+}
+
+/// Writes the job of `config` for `engine` into `dir` (which must not exist or be empty): reads
+/// the model's tokenizer and chat template (not its weights) and the data, as `longctx train`.
+pub fn export(
+    config: &TrainConfig,
+    config_text: &str,
+    dir: &Path,
+    engine: Engine,
+    max_steps: Option<usize>,
+) -> Result<(ExportSummary, crate::data::DataSummary)> {
+    check(config, engine)?;
+    let path = &config.model.path;
+    let model_dir = longctx_models::load::resolve_model(path).map_err(|e| Error::from(e).in_file(path))?;
+    let (tokenizer, template) =
+        longctx_models::load::load_tokenizer(&model_dir).map_err(|e| Error::from(e).in_file(path))?;
+    let template = template.ok_or_else(|| {
+        Error::Config(format!("{path}: the model has no chat template (tokenizer_config.json `chat_template`)"))
+    })?;
+    let (data, data_summary) = crate::trainer::load_data(config, &tokenizer, &template)?;
+    Ok((write_job(config, config_text, &data, dir, engine, max_steps)?, data_summary))
+}
+
+/// Writes the job of `config` for `engine` into `dir` (which must not exist or be empty), with
+/// `data` encoded by the model's tokenizer and chat template.
+pub fn write_job(
+    config: &TrainConfig,
+    config_text: &str,
+    data: &[Encoded],
+    dir: &Path,
+    engine: Engine,
+    max_steps: Option<usize>,
+) -> Result<ExportSummary> {
+    check(config, engine)?;
+    let dist = config.distributed.clone().unwrap_or_default();
+    let gpus = dist.gpus;
+    let sharding: Sharding = dist.sharding.parse().map_err(Error::Config)?;
+    if gpus == 0 {
+        return Err(Error::Config("[distributed] gpus must be at least 1".into()));
+    }
+    if dir.exists() && fs_err::read_dir(dir)?.next().is_some() {
+        return Err(Error::Config(format!(
+            "{}: the export directory is not empty; give a new directory",
+            dir.display()
+        )));
+    }
+    if data.is_empty() {
+        return Err(Error::Data("no conversation is left to train on".into()));
+    }
+    let rows = packs(config, data, gpus, max_steps.or(config.optim.max_steps));
+    let steps = rows.last().map_or(0, |r| r.step + 1);
+    let fillers = rows.iter().filter(|r| r.seq_weights.iter().all(|&w| w == 0.0)).count();
+    fs_err::create_dir_all(dir.join("data"))?;
+    let mut jsonl = String::new();
+    for row in &rows {
+        jsonl.push_str(&serde_json::to_string(row)?);
+        jsonl.push('\n');
+    }
+    let mut files: Vec<(String, String)> =
+        vec![("data/packs.jsonl".into(), jsonl), ("longctx.toml".into(), config_text.into())];
+    let nf4 = config.lora().is_some_and(|l| l.base_quant.as_deref() == Some("nf4"));
+    let job = HfJob {
+        model: model_ref(&config.model.path)?,
+        dtype: if config.model.dtype.as_deref() == Some("bf16") { "bfloat16" } else { "float32" },
+        rope: rope_override(config.model.rope_scaling.as_deref())?,
+        nf4,
+        steps,
+        gpus,
+        sharding,
+    };
+    let mut summary = ExportSummary {
+        dir: dir.to_path_buf(),
+        engine,
+        steps,
+        packs: rows.len(),
+        filler_packs: fillers,
+        gpus,
+        files: Vec::new(),
+        launch: format!("{}/launch.sh", dir.display()),
+    };
+    match engine {
+        Engine::Trl => {
+            files.push(("config.yaml".into(), trl_config(config, &job)));
+            files.push(("train.py".into(), TRL_TRAIN.into()));
+            files.push(("longctx_hooks.py".into(), HF_HOOKS.into()));
+            files.push(("launch.sh".into(), launch_accelerate(&job, "train.py config.yaml")));
+            let mut req = TRL_REQUIREMENTS.to_string();
+            if nf4 {
+                req.push_str("bitsandbytes>=0.45\n");
+            }
+            if sharding.zero_stage().is_some() {
+                req.push_str("deepspeed==0.19.8\n");
+            }
+            files.push(("requirements.txt".into(), req));
+            if let Some(stage) = sharding.zero_stage() {
+                files.push(("ds_config.json".into(), ds_config(stage)));
+            }
+            files.push(("README.md".into(), trl_readme(config, &job, &summary)));
+        }
+        Engine::Axolotl | Engine::Torchtune => {
+            return Err(Error::Config(format!("export to {} is not written yet", engine.name())));
+        }
+    }
+    for (name, text) in &files {
+        let path = dir.join(name);
+        fs_err::write(&path, text)?;
+        if Path::new(name).extension().is_some_and(|e| e == "sh") {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                fs_err::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+            }
+        }
+    }
+    summary.files = files.into_iter().map(|(n, _)| n).collect();
+    summary.files.sort();
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml_floats_read_as_floats_in_yaml_1_1() {
+        assert_eq!(yaml_float(1e-8), "1.0e-8");
+        assert_eq!(yaml_float(2e-4), "0.0002");
+        assert_eq!(yaml_float(2.5e-5), "2.5e-5");
+        assert_eq!(yaml_float(32.0), "32.0");
+        assert_eq!(yaml_float(0.999), "0.999");
+        assert_eq!(yaml_float(0.0), "0.0");
+        assert_eq!(yaml_float(1e20), "1.0e+20");
+    }
+
+    fn encoded(lens: &[usize]) -> Vec<Encoded> {
+        lens.iter()
+            .enumerate()
+            .map(|(line, &n)| Encoded {
+                ids: (0..n as u32).collect(),
+                targets: (0..n).map(|t| t >= n / 2).collect(),
+                line: line + 1,
+                truncated: false,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn packs_make_whole_steps_whose_weights_sum_to_one() {
+        let text = "name = \"t\"\n[model]\npath = \"m\"\n[data]\npath = \"d.jsonl\"\nmax_seq_len = 40\n[optim]\ngrad_accum = 3\nepochs = 2\nmicro_batch_tokens = 60\n";
+        let config = TrainConfig::parse(text).unwrap();
+        let data = encoded(&[10, 40, 25, 7, 33, 12, 18, 40, 3, 21, 30]);
+        for gpus in [1, 2, 4] {
+            let rows = packs(&config, &data, gpus, None);
+            let steps = rows.last().unwrap().step + 1;
+            assert_eq!(rows.len(), steps * 3 * gpus, "{gpus} GPUs: every step holds gpus × grad_accum packs");
+            for s in 0..steps {
+                let step: Vec<&PackRow> = rows.iter().filter(|r| r.step == s).collect();
+                assert!(step.iter().all(|r| r.input_ids.len() <= 60 && !r.input_ids.is_empty()));
+                let total: f64 = step
+                    .iter()
+                    .flat_map(|r| {
+                        let mut start = 0;
+                        r.seq_lens.iter().zip(&r.seq_weights).map(move |(&n, &w)| {
+                            let targets = r.labels[start..start + n].iter().filter(|&&l| l != -100).count();
+                            start += n;
+                            w * targets as f64
+                        })
+                    })
+                    .sum();
+                assert!((total - 1.0).abs() < 1e-12, "{gpus} GPUs, step {s}: weights sum to {total}");
+            }
+            // Every sequence of both epochs is there once per epoch (fillers aside).
+            let real: usize =
+                rows.iter().filter(|r| r.seq_weights.iter().any(|&w| w > 0.0)).map(|r| r.seq_lens.len()).sum();
+            assert_eq!(real, 2 * data.len());
+            // Positions restart with each sequence.
+            for r in &rows {
+                assert_eq!(r.position_ids.iter().filter(|&&p| p == 0).count(), r.seq_lens.len());
+            }
+        }
+        assert_eq!(packs(&config, &data, 1, Some(2)).last().unwrap().step, 1);
+    }
+
+    #[test]
+    fn engines_and_shardings_parse() {
+        assert_eq!("trl".parse::<Engine>(), Ok(Engine::Trl));
+        assert!("megatron".parse::<Engine>().unwrap_err().contains("trl, axolotl or torchtune"));
+        assert_eq!("zero3".parse::<Sharding>().unwrap().zero_stage(), Some(3));
+        assert!("zero4".parse::<Sharding>().is_err());
+    }
+}
