@@ -5,8 +5,13 @@ release build of longctx and a venv holding the engine's pins (tools/oracles/REA
     cargo build --release
     python3 -m venv /tmp/vx && /tmp/vx/bin/pip install -r tools/oracles/requirements-export-trl.txt
     /tmp/vx/bin/python tools/oracles/export_fixtures.py --engine trl
+    python3 -m venv /tmp/vt && /tmp/vt/bin/pip install -r tools/oracles/requirements-export-torchtune.txt
+    /tmp/vt/bin/python tools/oracles/export_fixtures.py --engine torchtune --no-two-processes \\
+        --peft-python /tmp/vx/bin/python
 
 For the engine it:
+  0. (torchtune) writes tests/fixtures/export/llama-plain-rope/: the tiny Llama without its linear
+     RoPE scaling, which torchtune's Llama builders cannot express; its job is job-torchtune.toml;
   1. exports tests/fixtures/export/job.toml (the tiny Llama of tests/fixtures/train, eight
      conversations, one optimizer step of four packs, LongAlign's loss) into a temporary directory
      and copies the written files to tests/fixtures/export/<engine>/, with the model's absolute
@@ -38,17 +43,37 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fixture_io import floats  # noqa: E402
 
 FIXTURES = os.path.join(ROOT, "tests", "fixtures", "export")
-MODEL = os.path.join(ROOT, "tests", "fixtures", "train", "llama")
 LOGIT_TOKENS = 48
+# Per engine: the job file and its model. torchtune's Llama builders have no linear RoPE scaling,
+# so its job trains the tiny Llama without it (same weights, `rope_scaling` removed).
+JOBS = {
+    "trl": ("job.toml", os.path.join(ROOT, "tests", "fixtures", "train", "llama")),
+    "torchtune": ("job-torchtune.toml", os.path.join(FIXTURES, "llama-plain-rope")),
+}
+
+
+def plain_rope_model():
+    src = JOBS["trl"][1]
+    dest = JOBS["torchtune"][1]
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(src, dest)
+    with open(os.path.join(src, "config.json")) as f:
+        config = json.load(f)
+    del config["rope_scaling"]
+    with open(os.path.join(dest, "config.json"), "w", encoding="utf-8", newline="\n") as f:
+        json.dump(config, f, indent=2)
+        f.write("\n")
+    print(f"wrote {os.path.relpath(dest, ROOT)}/ (tests/fixtures/train/llama without rope_scaling)")
 
 
 def export(longctx, engine, out, gpus=None):
+    job_file, model = JOBS[engine]
     extra = ["--gpus", str(gpus)] if gpus else []
-    subprocess.run([longctx, "train", os.path.join(FIXTURES, "job.toml"), "--export", out, "--engine", engine]
+    subprocess.run([longctx, "train", os.path.join(FIXTURES, job_file), "--export", out, "--engine", engine]
                    + extra, cwd=ROOT, check=True)
     if gpus:
         return
-    model = os.path.realpath(MODEL)
+    model = os.path.realpath(model)
     dest = os.path.join(FIXTURES, engine)
     shutil.rmtree(dest, ignore_errors=True)
     for base, _, files in os.walk(out):
@@ -63,15 +88,26 @@ def export(longctx, engine, out, gpus=None):
     print(f"wrote {os.path.relpath(dest, ROOT)}/")
 
 
-def adapted_logits(adapter_dir, ids):
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
+LOGITS = """
+import json, sys
+import torch
+from peft import PeftModel
+from transformers import AutoModelForCausalLM
+model_dir, adapter_dir, ids = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="eager")
+model = PeftModel.from_pretrained(base, adapter_dir).eval()
+with torch.no_grad():
+    logits = model(input_ids=torch.tensor([ids])).logits[0]
+print(json.dumps([[float(x) for x in row] for row in logits.numpy()]))
+"""
 
-    base = AutoModelForCausalLM.from_pretrained(MODEL, dtype=torch.float32, attn_implementation="eager")
-    model = PeftModel.from_pretrained(base, adapter_dir).eval()
-    with torch.no_grad():
-        return model(input_ids=torch.tensor([ids])).logits[0]
+
+def adapted_logits(python, model_dir, adapter_dir, ids):
+    """The logits of the engine's adapter through peft over the base (in `python`, a venv with
+    transformers and peft: peft 0.21 refuses torchtune's torchao 0.11 in the same venv)."""
+    out = subprocess.run([python, "-c", LOGITS, model_dir, adapter_dir, json.dumps(ids)], check=True,
+                         capture_output=True, text=True, env=env()).stdout
+    return json.loads(out)
 
 
 def max_adapter_delta(a, b):
@@ -83,41 +119,75 @@ def max_adapter_delta(a, b):
     return max(float((ta[k] - tb[k]).abs().max()) for k in ta)
 
 
+def env():
+    return dict(os.environ, CUDA_VISIBLE_DEVICES="", PYTHONHASHSEED="0", OMP_NUM_THREADS="1",
+                PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+
+
 def run_trl(job):
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", PYTHONHASHSEED="0", OMP_NUM_THREADS="1",
-               PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
-    subprocess.run(["bash", "launch.sh", "--cpu"], cwd=job, env=env, check=True)
+    subprocess.run(["bash", "launch.sh", "--cpu"], cwd=job, env=env(), check=True)
     [state_path] = glob.glob(os.path.join(job, "output", "checkpoint-*", "trainer_state.json"))
     with open(state_path) as f:
         state = json.load(f)
     return state["log_history"][0], os.path.join(job, "output")
 
 
+def run_torchtune(job):
+    """The stock recipe on the CPU (`device=cpu`, the one override); step 1 from its DiskLogger."""
+    subprocess.run(["bash", "launch.sh", "device=cpu"], cwd=job, env=env(), check=True)
+    [log_path] = glob.glob(os.path.join(job, "output", "logs", "log_*.txt"))
+    with open(log_path) as f:
+        first = f.readline()
+    # "Step 1 | loss:7.01 lr:0.05 ..."
+    step, values = first.split("|", 1)
+    log = {"step": int(step.split()[1])}
+    for item in values.split():
+        key, value = item.split(":", 1)
+        log[key] = float(value)
+    return log, os.path.join(job, "output", "epoch_0")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--engine", choices=["trl"], required=True)
+    ap.add_argument("--engine", choices=sorted(JOBS), required=True)
     ap.add_argument("--longctx", default=os.path.join(ROOT, "target", "release", "longctx"))
+    ap.add_argument("--peft-python", default=sys.executable,
+                    help="a Python with transformers and peft for the adapter's logits (default: this one)")
+    ap.add_argument("--no-two-processes", dest="two_processes", action="store_false",
+                    help="skip the two-process run")
     args = ap.parse_args()
-    import peft
     import torch
-    import transformers
-    import trl
 
+    if args.engine == "trl":
+        import trl
+
+        versions = {"trl": trl.__version__}
+        run = run_trl
+    else:
+        import torchao
+        import torchtune
+
+        versions = {"torchtune": torchtune.__version__, "torchao": torchao.__version__}
+        run = run_torchtune
+        plain_rope_model()
+    versions["torch"] = torch.__version__
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         job = os.path.join(tmp, "job")
         export(args.longctx, args.engine, job)
-        log, adapter = run_trl(job)
-        # The same job for two data-parallel processes (DDP over gloo on the CPU): ten packs per
-        # step, six of them weight-0 fillers; the step's loss and gradient must not change.
-        job2 = os.path.join(tmp, "job2")
-        export(args.longctx, args.engine, job2, gpus=2)
-        log2, adapter2 = run_trl(job2)
-        adapter_delta = max_adapter_delta(adapter, adapter2)
+        log, adapter = run(job)
+        # The same job for two data-parallel processes (over gloo on the CPU): ten packs per step,
+        # six of them weight-0 fillers; the step's loss and gradient must not change.
+        log2, adapter_delta = None, None
+        if args.two_processes:
+            job2 = os.path.join(tmp, "job2")
+            export(args.longctx, args.engine, job2, gpus=2)
+            log2, adapter2 = run(job2)
+            adapter_delta = max_adapter_delta(adapter, adapter2)
         with open(os.path.join(job, "data", "packs.jsonl")) as f:
             first = json.loads(f.readline())
         ids = first["input_ids"][:LOGIT_TOKENS]
-        logits = adapted_logits(adapter, ids)
+        logits = adapted_logits(args.peft_python, JOBS[args.engine][1], adapter, ids)
         dest = os.path.join(FIXTURES, f"{args.engine}_adapter")
         shutil.rmtree(dest, ignore_errors=True)
         os.makedirs(dest)
@@ -128,16 +198,15 @@ def main():
         "meta": {
             "script": "tools/oracles/export_fixtures.py",
             "engine": args.engine,
-            "versions": {"trl": trl.__version__, "transformers": transformers.__version__,
-                         "peft": peft.__version__, "torch": torch.__version__},
-            "what": "the exported job of tests/fixtures/export/job.toml run by its launch.sh on the CPU (one "
+            "versions": versions,
+            "what": f"the exported job of tests/fixtures/export/{JOBS[args.engine][0]} run by its launch.sh on the CPU (one "
                     "process): the engine's log of step 1 (loss at the initial weights) and the logits of the "
                     "adapter it saved (peft over the base, eager attention) over the first pack's first "
                     f"{LOGIT_TOKENS} tokens",
         },
         "step1": log,
-        "step1_two_processes": log2,
-        "adapter_max_abs_diff_one_vs_two_processes": adapter_delta,
+        **({"step1_two_processes": log2, "adapter_max_abs_diff_one_vs_two_processes": adapter_delta}
+           if log2 else {}),
         "logit_ids": ids,
         "logits": [floats(row) for row in logits],
     }
@@ -145,8 +214,8 @@ def main():
     with open(path, "w", encoding="utf-8", newline="\n") as f:
         json.dump(record, f)
         f.write("\n")
-    print(f"wrote {os.path.relpath(path, ROOT)}: step 1 loss {log['loss']}, two processes {log2['loss']}, "
-          f"adapters differ by {adapter_delta}")
+    print(f"wrote {os.path.relpath(path, ROOT)}: step 1 loss {log['loss']}, two processes "
+          f"{log2 and log2['loss']}, adapters differ by {adapter_delta}")
 
 
 if __name__ == "__main__":

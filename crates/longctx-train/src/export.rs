@@ -126,6 +126,9 @@ pub struct PackRow {
     pub seq_lens: Vec<usize>,
     /// The loss weight of each sequence's target tokens.
     pub seq_weights: Vec<f64>,
+    /// Labels other than −100 in the whole step's packs (fillers included): torchtune's hook
+    /// undoes the recipes' normalization with it.
+    pub step_labels: usize,
 }
 
 /// The packs of a run over `data` for `gpus` data-parallel GPUs, in the order the engines read
@@ -158,6 +161,7 @@ pub fn packs(config: &TrainConfig, data: &[Encoded], gpus: usize, max_steps: Opt
                 position_ids: Vec::new(),
                 seq_lens: Vec::new(),
                 seq_weights: Vec::new(),
+                step_labels: 0,
             };
             for &i in mb {
                 let e = &data[i];
@@ -184,6 +188,8 @@ pub fn packs(config: &TrainConfig, data: &[Encoded], gpus: usize, max_steps: Opt
                 rows.push(filler.clone());
             }
         }
+        let labels: usize = rows[first..].iter().map(|r| r.labels.iter().filter(|&&l| l != -100).count()).sum();
+        rows[first..].iter_mut().for_each(|r| r.step_labels = labels);
     }
     rows
 }
@@ -214,6 +220,18 @@ const HF_HOOKS: &str = include_str!("export/longctx_hooks.py");
 /// TRL's training script.
 const TRL_TRAIN: &str = include_str!("export/trl_train.py");
 
+/// torchtune's components for the data, the loss weighting and the schedules.
+const TORCHTUNE_HOOKS: &str = include_str!("export/longctx_torchtune.py");
+
+/// The versions torchtune's job was run with.
+pub const TORCHTUNE_REQUIREMENTS: &str = "\
+# The versions this job was checked with (one step on CPU against `longctx loss`, by longctx's
+# tools/oracles/export_fixtures.py); a GPU machine keeps its own CUDA build of torch.
+torch>=2.6
+torchtune==0.6.1
+torchao==0.11.0
+";
+
 /// The versions the exported jobs were run with (by `tools/oracles/export_fixtures.py`).
 pub const TRL_REQUIREMENTS: &str = "\
 # The versions this job was checked with (one step on CPU against `longctx loss`, by longctx's
@@ -237,6 +255,9 @@ fn check(config: &TrainConfig, engine: Engine) -> Result<()> {
         ));
     }
     if let Some(lora) = config.lora() {
+        if engine == Engine::Torchtune {
+            torchtune_targets(&lora.target_modules)?;
+        }
         match lora.base_quant.as_deref() {
             None | Some("nf4") => {}
             Some(other) => {
@@ -407,6 +428,278 @@ fn trl_config(config: &TrainConfig, job: &HfJob) -> String {
     y
 }
 
+/// What torchtune's Llama builders need of the base model (its config.json).
+struct TorchtuneModel {
+    vocab_size: u64,
+    num_layers: u64,
+    num_heads: u64,
+    num_kv_heads: u64,
+    embed_dim: u64,
+    intermediate_dim: u64,
+    norm_eps: f64,
+    rope_base: f64,
+    max_position_embeddings: u64,
+    /// Llama 3's RoPE scaling factor (1: none).
+    scale_factor: f64,
+    tied: bool,
+    /// The local model directory (a hub id's download).
+    dir: String,
+    checkpoint_files: Vec<String>,
+}
+
+impl TorchtuneModel {
+    /// Reads the model's config.json and refuses what torchtune's `llama3_2` builders cannot
+    /// express.
+    fn read(config: &TrainConfig, model_dir: &Path) -> Result<Self> {
+        let path = model_dir.join("config.json");
+        let raw: serde_json::Value =
+            serde_json::from_str(&fs_err::read_to_string(&path)?).map_err(|e| Error::from(e).in_file(&path))?;
+        let bad = |m: String| Error::Config(format!("{}: {m}", path.display()));
+        let int = |key: &str| {
+            raw.get(key).and_then(serde_json::Value::as_u64).ok_or_else(|| bad(format!("no integer `{key}`")))
+        };
+        if raw.get("model_type").and_then(serde_json::Value::as_str) != Some("llama") {
+            return Err(bad(format!(
+                "torchtune export covers Llama models (`model_type` \"llama\"), not {}",
+                raw.get("model_type").map_or("a model without `model_type`".into(), ToString::to_string)
+            )));
+        }
+        let (embed_dim, num_heads) = (int("hidden_size")?, int("num_attention_heads")?);
+        if let Some(h) = raw.get("head_dim").and_then(serde_json::Value::as_u64) {
+            if h * num_heads != embed_dim {
+                return Err(bad(format!(
+                    "head_dim {h} × {num_heads} heads is not hidden_size {embed_dim}; torchtune's builders assume it is"
+                )));
+            }
+        }
+        for key in ["attention_bias", "mlp_bias"] {
+            if raw.get(key).and_then(serde_json::Value::as_bool) == Some(true) {
+                return Err(bad(format!("`{key}` is true; torchtune's Llama builders have no biases")));
+            }
+        }
+        if config.model.rope_scaling.is_some() {
+            return Err(Error::Config(
+                "[model] rope_scaling: torchtune's Llama builders have no linear, dynamic or YaRN RoPE scaling; export to trl or axolotl".into(),
+            ));
+        }
+        let scale_factor = match raw.get("rope_scaling").filter(|v| !v.is_null()) {
+            None => 1.0,
+            Some(r) => {
+                let kind = r.get("rope_type").or_else(|| r.get("type")).and_then(serde_json::Value::as_str);
+                let num = |k: &str| r.get(k).and_then(serde_json::Value::as_f64);
+                if kind != Some("llama3")
+                    || num("low_freq_factor") != Some(1.0)
+                    || num("high_freq_factor") != Some(4.0)
+                    || num("original_max_position_embeddings") != Some(8192.0)
+                {
+                    return Err(bad(format!(
+                        "rope_scaling {r}: torchtune's builders have only Llama 3's scaling with low_freq_factor 1, high_freq_factor 4, original_max_position_embeddings 8192; export to trl or axolotl"
+                    )));
+                }
+                num("factor").ok_or_else(|| bad("rope_scaling without `factor`".into()))?
+            }
+        };
+        let checkpoint_files = longctx_models::load::weight_files(model_dir)
+            .map_err(|e| Error::from(e).in_file(model_dir))?
+            .iter()
+            .map(|f| f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
+            .collect();
+        Ok(Self {
+            vocab_size: int("vocab_size")?,
+            num_layers: int("num_hidden_layers")?,
+            num_heads,
+            num_kv_heads: raw.get("num_key_value_heads").and_then(serde_json::Value::as_u64).unwrap_or(num_heads),
+            embed_dim,
+            intermediate_dim: int("intermediate_size")?,
+            norm_eps: raw.get("rms_norm_eps").and_then(serde_json::Value::as_f64).unwrap_or(1e-5),
+            rope_base: raw.get("rope_theta").and_then(serde_json::Value::as_f64).unwrap_or(10_000.0),
+            max_position_embeddings: int("max_position_embeddings")?,
+            scale_factor,
+            tied: raw.get("tie_word_embeddings").and_then(serde_json::Value::as_bool).unwrap_or(false),
+            dir: fs_err::canonicalize(model_dir)?.display().to_string(),
+            checkpoint_files,
+        })
+    }
+}
+
+/// LoRA targets in torchtune's terms: attention modules, and whether the MLP is adapted (all
+/// three projections or none).
+fn torchtune_targets(targets: &[String]) -> Result<(Vec<String>, bool)> {
+    let mut attn = Vec::new();
+    let mut mlp = 0;
+    for t in targets {
+        match t.as_str() {
+            "q_proj" | "k_proj" | "v_proj" => attn.push(t.clone()),
+            "o_proj" => attn.push("output_proj".into()),
+            "gate_proj" | "up_proj" | "down_proj" => mlp += 1,
+            other => return Err(Error::Config(format!("[lora] target module `{other}` has no torchtune name"))),
+        }
+    }
+    if mlp != 0 && mlp != 3 {
+        return Err(Error::Config(
+            "[lora] target_modules: torchtune adapts the MLP's three projections together (apply_lora_to_mlp); list gate_proj, up_proj and down_proj, or none of them".into(),
+        ));
+    }
+    Ok((attn, mlp == 3))
+}
+
+fn torchtune_recipe(config: &TrainConfig, gpus: usize) -> String {
+    let kind = if config.lora().is_some() { "lora_finetune" } else { "full_finetune" };
+    let place = if gpus > 1 { "distributed" } else { "single_device" };
+    format!("{kind}_{place}")
+}
+
+fn torchtune_config(config: &TrainConfig, job: &HfJob, m: &TorchtuneModel) -> String {
+    let o = &config.optim;
+    let lora = config.lora();
+    let mut y = String::new();
+    let recipe = torchtune_recipe(config, job.gpus);
+    let _ =
+        writeln!(y, "# torchtune job written by `longctx train --export --engine torchtune` from the training file");
+    let _ = writeln!(y, "# `{}` (longctx.toml), for torchtune's stock recipe {recipe} (launch.sh).", config.name);
+    let _ = writeln!(y, "output_dir: output");
+    let _ = writeln!(y, "model:");
+    let max_seq_len = m.max_position_embeddings.max(config.micro_batch_tokens() as u64);
+    match &lora {
+        Some(l) => {
+            let (attn, mlp) = torchtune_targets(&l.target_modules).expect("checked before");
+            let _ = writeln!(y, "  _component_: torchtune.models.llama3_2.lora_llama3_2");
+            let _ = writeln!(y, "  lora_attn_modules: {}", quoted_list(&attn));
+            let _ = writeln!(y, "  apply_lora_to_mlp: {}", if mlp { "True" } else { "False" });
+            let _ = writeln!(y, "  apply_lora_to_output: False");
+            let _ = writeln!(y, "  lora_rank: {}", l.r);
+            let _ = writeln!(y, "  lora_alpha: {}", yaml_float(l.alpha));
+            let _ = writeln!(y, "  lora_dropout: {}", yaml_float(l.dropout));
+            let _ = writeln!(
+                y,
+                "  quantize_base: {}  # NF4 base (QLoRA), torchao's",
+                if job.nf4 { "True" } else { "False" }
+            );
+        }
+        None => {
+            let _ = writeln!(y, "  _component_: torchtune.models.llama3_2.llama3_2");
+        }
+    }
+    let _ = writeln!(y, "  vocab_size: {}", m.vocab_size);
+    let _ = writeln!(y, "  num_layers: {}", m.num_layers);
+    let _ = writeln!(y, "  num_heads: {}", m.num_heads);
+    let _ = writeln!(y, "  num_kv_heads: {}", m.num_kv_heads);
+    let _ = writeln!(y, "  embed_dim: {}", m.embed_dim);
+    let _ = writeln!(y, "  max_seq_len: {max_seq_len}");
+    let _ = writeln!(y, "  intermediate_dim: {}", m.intermediate_dim);
+    let _ = writeln!(y, "  norm_eps: {}", yaml_float(m.norm_eps));
+    let _ = writeln!(y, "  rope_base: {}", yaml_float(m.rope_base));
+    let _ = writeln!(y, "  scale_factor: {}  # Llama 3's RoPE scaling (1: none)", yaml_float(m.scale_factor));
+    let _ = writeln!(y, "  tie_word_embeddings: {}", if m.tied { "True" } else { "False" });
+    let _ = writeln!(y, "tokenizer:  # the data is tokenized already");
+    let _ = writeln!(y, "  _component_: longctx_torchtune.pretokenized");
+    let _ = writeln!(y, "checkpointer:");
+    let _ = writeln!(y, "  _component_: torchtune.training.FullModelHFCheckpointer");
+    let _ = writeln!(y, "  checkpoint_dir: {}", quoted(&m.dir));
+    let _ = writeln!(y, "  checkpoint_files: {}", quoted_list(&m.checkpoint_files));
+    let _ = writeln!(y, "  recipe_checkpoint: null");
+    let _ = writeln!(y, "  output_dir: ${{output_dir}}");
+    let _ = writeln!(y, "  model_type: LLAMA3_2");
+    let _ = writeln!(y, "resume_from_checkpoint: False");
+    if lora.is_some() {
+        let _ = writeln!(y, "save_adapter_weights_only: True");
+    }
+    let _ = writeln!(y, "dataset:");
+    let _ = writeln!(y, "  _component_: longctx_torchtune.packs");
+    let _ = writeln!(y, "  path: data/packs.jsonl");
+    let _ = writeln!(y, "collate_fn: longctx_torchtune.collate_packs");
+    let _ = writeln!(y, "seed: {}", o.seed);
+    let _ = writeln!(y, "shuffle: False  # data/packs.jsonl holds every epoch ({}) in longctx's order", o.epochs);
+    let _ = writeln!(y, "batch_size: 1  # one pack of up to {} tokens", config.micro_batch_tokens());
+    let _ = writeln!(y, "optimizer:");
+    let _ = writeln!(y, "  _component_: torch.optim.AdamW");
+    let _ = writeln!(y, "  lr: {}", yaml_float(o.lr));
+    let _ = writeln!(y, "  betas: [{}, {}]", yaml_float(o.betas.0), yaml_float(o.betas.1));
+    let _ = writeln!(y, "  eps: {}", yaml_float(o.eps));
+    let _ = writeln!(y, "  weight_decay: {}", yaml_float(o.weight_decay));
+    let (scheduler, warmup) = hf_schedule(config, job.steps);
+    let kind = scheduler.trim_end_matches("_with_warmup");
+    let _ = writeln!(y, "lr_scheduler:");
+    let _ = writeln!(y, "  _component_: longctx_torchtune.schedule");
+    let _ = writeln!(y, "  kind: {kind}");
+    let _ = writeln!(y, "  num_warmup_steps: {warmup}");
+    let _ = writeln!(y, "loss:  # LongAlign's weighting (longctx_torchtune.py)");
+    let _ = writeln!(y, "  _component_: longctx_torchtune.WeightedLoss");
+    let _ = writeln!(y, "epochs: 1");
+    let _ = writeln!(y, "max_steps_per_epoch: {}", job.steps);
+    let _ = writeln!(y, "gradient_accumulation_steps: {}", o.grad_accum);
+    match o.clip {
+        Some(c) if c > 0.0 => {
+            let _ = writeln!(y, "clip_grad_norm: {}", yaml_float(c));
+        }
+        _ => {
+            let _ = writeln!(y, "clip_grad_norm: null");
+        }
+    }
+    let _ = writeln!(y, "compile: False");
+    if lora.is_none() {
+        let _ = writeln!(y, "optimizer_in_bwd: False");
+    }
+    if job.gpus > 1 {
+        // FSDP2 always; without resharding after the forward pass it keeps whole weights
+        // between forward and backward (ZeRO-2's trade).
+        let reshard = !matches!(job.sharding, Sharding::Zero1 | Sharding::Zero2);
+        let _ = writeln!(y, "fsdp_reshard_after_forward: {}", if reshard { "True" } else { "False" });
+    }
+    let _ = writeln!(y, "metric_logger:");
+    let _ = writeln!(y, "  _component_: torchtune.training.metric_logging.DiskLogger");
+    let _ = writeln!(y, "  log_dir: ${{output_dir}}/logs");
+    let _ = writeln!(y, "log_every_n_steps: 1");
+    let _ = writeln!(y, "log_peak_memory_stats: False");
+    let _ = writeln!(y, "device: cuda");
+    let _ = writeln!(y, "dtype: {}", if job.dtype == "bfloat16" { "bf16" } else { "fp32" });
+    let _ = writeln!(y, "enable_activation_checkpointing: {}", if o.gradient_checkpointing { "True" } else { "False" });
+    let _ = writeln!(y, "enable_activation_offloading: False");
+    let _ = writeln!(y, "profiler:");
+    let _ = writeln!(y, "  _component_: torchtune.training.setup_torch_profiler");
+    let _ = writeln!(y, "  enabled: False");
+    y
+}
+
+fn launch_tune(config: &TrainConfig, job: &HfJob) -> String {
+    let recipe = torchtune_recipe(config, job.gpus);
+    let nproc = if job.gpus > 1 { format!("--nproc_per_node {} ", job.gpus) } else { String::new() };
+    format!(
+        "#!/usr/bin/env bash\n# Runs the job with torchtune's stock recipe {recipe} on {gpus} GPU(s) (written by longctx).\n# Extra arguments are config overrides, e.g. device=cpu or batch_size=1.\nset -euo pipefail\ncd \"$(dirname \"$0\")\"\nexport PYTHONPATH=\"$PWD${{PYTHONPATH:+:$PYTHONPATH}}\"\nexec tune run {nproc}{recipe} --config config.yaml \"$@\"\n",
+        gpus = job.gpus
+    )
+}
+
+fn torchtune_readme(config: &TrainConfig, job: &HfJob, summary: &ExportSummary) -> String {
+    let recipe = torchtune_recipe(config, job.gpus);
+    format!(
+        "# {name}: a torchtune job written by longctx\n\n\
+`longctx train longctx.toml --export DIR --engine torchtune` wrote this directory from the training\n\
+file `longctx.toml` (copied here). Run it on a machine with {gpus} GPU(s):\n\n\
+    pip install -r requirements.txt\n    ./launch.sh\n\n\
+`launch.sh` runs torchtune's own recipe `{recipe}` (`tune run`{torchrun}) with `config.yaml`.\n\
+The adapter lands in `output/epoch_0/` in PEFT's format (`adapter_config.json`,\n\
+`adapter_model.safetensors`); evaluate it with longctx (`longctx run` with `adapter = \"…\"` in\n\
+an experiment's `[model]`, or `longctx loss --model {model} --adapter output/epoch_0 --data …`).\n\n\
+## What is here\n\n\
+- `data/packs.jsonl`: {packs} packs ({fillers} of them weight-0 fillers) for {steps} optimizer steps — the\n  conversations rendered with the model's chat template, tokenized, masked and packed by longctx\n  exactly as `longctx train` trains on them; `labels` (−100: no loss), `position_ids` (0 at each\n  sequence's start; the mask is block-causal), `seq_lens`, `seq_weights` (the loss weight of each\n  sequence's target tokens over the global step of {per_step} packs), `step_labels`.\n\
+- `config.yaml`: the model (torchtune's `llama3_2` builder with this model's dimensions, weights\n  read from its Hugging Face checkpoint), LoRA, AdamW, the schedule, gradient accumulation,\n  clipping and checkpointing mapped from `longctx.toml`; the data is read in file order.\n\
+- `longctx_torchtune.py`: the dataset and collate function of the packs, the schedules, and the\n  loss hook `WeightedLoss`. The recipes call `loss_fn(logits, labels)`, multiply it by the\n  micro-batch's label count and divide the step's gradient by the step's label count; the hook\n  returns `Σ w · ℓ` times the step's label count over the micro-batch's, so a step's gradient and\n  logged loss are those of `Σ w · ℓ` over the step. It reads the weights `collate_packs` kept for\n  the batch (the recipes load data in the training process).\n\n\
+## Differences from `longctx train`\n\n\
+- LoRA's A matrices start from torchtune's random initialization, not longctx's (B is zero in both).\n\
+- Several GPUs always run FSDP2 (torchtune has no DeepSpeed); `sharding = \"zero1\"`/`\"zero2\"`\n  maps to `fsdp_reshard_after_forward: False`.\n\
+- With several GPUs a step holds `gpus × grad_accum` packs (the global batch grows with the GPUs).\n",
+        name = config.name,
+        gpus = job.gpus,
+        torchrun = if job.gpus > 1 { ", torchrun underneath" } else { "" },
+        model = job.model,
+        packs = summary.packs,
+        fillers = summary.filler_packs,
+        steps = summary.steps,
+        per_step = config.optim.grad_accum * job.gpus,
+    )
+}
+
 fn launch_accelerate(job: &HfJob, entry: &str) -> String {
     format!(
         "#!/usr/bin/env bash\n# Runs the job on {gpus} GPU(s) of this machine (written by longctx). Extra arguments go to\n# `accelerate launch` before the script, e.g. --num_machines/--machine_rank/--main_process_ip\n# for several machines.\nset -euo pipefail\ncd \"$(dirname \"$0\")\"\nexec accelerate launch --num_processes {gpus} --num_machines 1 --mixed_precision no --dynamo_backend no \"$@\" {entry}\n",
@@ -475,7 +768,7 @@ pub fn export(
         Error::Config(format!("{path}: the model has no chat template (tokenizer_config.json `chat_template`)"))
     })?;
     let (data, data_summary) = crate::trainer::load_data(config, &tokenizer, &template)?;
-    Ok((write_job(config, config_text, &data, dir, engine, max_steps)?, data_summary))
+    Ok((write_job(config, config_text, &data, &model_dir, dir, engine, max_steps)?, data_summary))
 }
 
 /// Writes the job of `config` for `engine` into `dir` (which must not exist or be empty), with
@@ -484,11 +777,13 @@ pub fn write_job(
     config: &TrainConfig,
     config_text: &str,
     data: &[Encoded],
+    model_dir: &Path,
     dir: &Path,
     engine: Engine,
     max_steps: Option<usize>,
 ) -> Result<ExportSummary> {
     check(config, engine)?;
+    let torchtune = if engine == Engine::Torchtune { Some(TorchtuneModel::read(config, model_dir)?) } else { None };
     let dist = config.distributed.clone().unwrap_or_default();
     let gpus = dist.gpus;
     let sharding: Sharding = dist.sharding.parse().map_err(Error::Config)?;
@@ -554,7 +849,19 @@ pub fn write_job(
             }
             files.push(("README.md".into(), trl_readme(config, &job, &summary)));
         }
-        Engine::Axolotl | Engine::Torchtune => {
+        Engine::Torchtune => {
+            let model = torchtune.expect("read above");
+            files.push(("config.yaml".into(), torchtune_config(config, &job, &model)));
+            files.push(("longctx_torchtune.py".into(), TORCHTUNE_HOOKS.into()));
+            files.push(("launch.sh".into(), launch_tune(config, &job)));
+            let mut req = TORCHTUNE_REQUIREMENTS.to_string();
+            if nf4 {
+                req.push_str("# quantize_base (QLoRA) uses torchao's NF4, installed above\n");
+            }
+            files.push(("requirements.txt".into(), req));
+            files.push(("README.md".into(), torchtune_readme(config, &job, &summary)));
+        }
+        Engine::Axolotl => {
             return Err(Error::Config(format!("export to {} is not written yet", engine.name())));
         }
     }

@@ -16,7 +16,7 @@ use longctx_train::trainer::load_data;
 use serde_json::Value;
 
 /// The engines whose jobs tools/oracles/export_fixtures.py ran.
-const ENGINES: &[Engine] = &[Engine::Trl];
+const ENGINES: &[Engine] = &[Engine::Trl, Engine::Torchtune];
 
 fn root() -> PathBuf {
     fs_err::canonicalize(Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")).unwrap()
@@ -26,13 +26,19 @@ fn fixtures() -> PathBuf {
     root().join("tests/fixtures/export")
 }
 
-/// tests/fixtures/export/job.toml with its paths made absolute, and its text.
-fn job() -> (TrainConfig, String) {
-    let text = fs_err::read_to_string(fixtures().join("job.toml")).unwrap();
+/// The job file of `engine` (tests/fixtures/export/job.toml; torchtune's has the tiny Llama
+/// without RoPE scaling) with its paths made absolute, and its text.
+fn job_of(engine: Engine) -> (TrainConfig, String) {
+    let file = if engine == Engine::Torchtune { "job-torchtune.toml" } else { "job.toml" };
+    let text = fs_err::read_to_string(fixtures().join(file)).unwrap();
     let mut config = TrainConfig::parse(&text).unwrap();
     config.model.path = root().join(&config.model.path).display().to_string();
     config.data.path = Some(root().join(config.data.path.as_ref().unwrap()));
     (config, text)
+}
+
+fn job() -> (TrainConfig, String) {
+    job_of(Engine::Trl)
 }
 
 /// Every file under `dir`, by relative path.
@@ -61,13 +67,13 @@ fn run_record(engine: Engine) -> Value {
 #[test]
 fn the_exported_files_equal_the_job_the_engine_ran() {
     for &engine in ENGINES {
-        let (config, text) = job();
+        let (config, text) = job_of(engine);
         let out = tempfile::tempdir().unwrap();
         let dir = out.path().join("job");
         let (summary, data) = export(&config, &text, &dir, engine, None).unwrap();
         assert_eq!((data.conversations, data.kept), (8, 8));
         assert_eq!((summary.steps, summary.packs, summary.filler_packs), (1, 5, 1));
-        let model = root().join("tests/fixtures/train/llama").display().to_string();
+        let model = config.model.path.clone();
         let written: BTreeMap<String, String> =
             files(&dir).into_iter().map(|(k, v)| (k, v.replace(&model, "@MODEL@"))).collect();
         let committed = files(&fixtures().join(engine.name()));
@@ -85,12 +91,13 @@ fn the_exported_files_equal_the_job_the_engine_ran() {
 
 #[test]
 fn the_engines_first_step_has_longctx_loss() {
-    let (config, _) = job();
-    let (tokenizer, template) = load_tokenizer(Path::new(&config.model.path)).unwrap();
-    let (data, _) = load_data(&config, &tokenizer, &template.unwrap()).unwrap();
-    let model = load_hf_dir(Path::new(&config.model.path), DType::F32, &Device::Cpu, None).unwrap().model;
-    let ours = longctx_train::step::evaluate(&model, &data, config.data.batching, LossKind::LongAlign, 256).unwrap();
     for &engine in ENGINES {
+        let (config, _) = job_of(engine);
+        let (tokenizer, template) = load_tokenizer(Path::new(&config.model.path)).unwrap();
+        let (data, _) = load_data(&config, &tokenizer, &template.unwrap()).unwrap();
+        let model = load_hf_dir(Path::new(&config.model.path), DType::F32, &Device::Cpu, None).unwrap().model;
+        let ours =
+            longctx_train::step::evaluate(&model, &data, config.data.batching, LossKind::LongAlign, 256).unwrap();
         let record = run_record(engine);
         let theirs = record["step1"]["loss"].as_f64().unwrap();
         assert!(
@@ -108,8 +115,8 @@ fn the_engines_first_step_has_longctx_loss() {
 
 #[test]
 fn the_engines_adapter_loads_back_with_its_logits() {
-    let model_dir = root().join("tests/fixtures/train/llama");
     for &engine in ENGINES {
+        let model_dir = PathBuf::from(job_of(engine).0.model.path);
         let record = run_record(engine);
         let mut model = load_hf_dir(&model_dir, DType::F32, &Device::Cpu, None).unwrap().model;
         let adapter_dir = fixtures().join(format!("{}_adapter", engine.name()));
@@ -164,4 +171,12 @@ fn what_an_engine_cannot_run_is_refused_before_anything_is_written() {
     fs_err::write(out.path().join("c/x"), "").unwrap();
     let err = export(&config, &text, &out.path().join("c"), Engine::Trl, None).unwrap_err().to_string();
     assert!(err.contains("not empty"), "{err}");
+    // torchtune: the tiny Llama's linear RoPE scaling, half the MLP adapted.
+    let err = export(&config, &text, &out.path().join("d"), Engine::Torchtune, None).unwrap_err().to_string();
+    assert!(err.contains("torchtune's builders have only Llama 3's scaling"), "{err}");
+    let (mut config, text) = job_of(Engine::Torchtune);
+    config.lora.as_mut().unwrap().target_modules = vec!["q_proj".into(), "up_proj".into()];
+    let err = export(&config, &text, &out.path().join("e"), Engine::Torchtune, None).unwrap_err().to_string();
+    assert!(err.contains("adapts the MLP's three projections together"), "{err}");
+    assert!(!out.path().join("d").exists() && !out.path().join("e").exists());
 }
