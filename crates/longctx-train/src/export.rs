@@ -549,6 +549,45 @@ fn torchtune_recipe(config: &TrainConfig, gpus: usize) -> String {
     format!("{kind}_{place}")
 }
 
+/// The `model:` section of torchtune's config: its `llama3_2` builder with this model's
+/// dimensions (LoRA or not).
+fn torchtune_model(y: &mut String, config: &TrainConfig, job: &HfJob, m: &TorchtuneModel) {
+    let lora = config.lora();
+    let _ = writeln!(*y, "model:");
+    let max_seq_len = m.max_position_embeddings.max(config.micro_batch_tokens() as u64);
+    match &lora {
+        Some(l) => {
+            let (attn, mlp) = torchtune_targets(&l.target_modules).expect("checked before");
+            let _ = writeln!(*y, "  _component_: torchtune.models.llama3_2.lora_llama3_2");
+            let _ = writeln!(*y, "  lora_attn_modules: {}", quoted_list(&attn));
+            let _ = writeln!(*y, "  apply_lora_to_mlp: {}", if mlp { "True" } else { "False" });
+            let _ = writeln!(*y, "  apply_lora_to_output: False");
+            let _ = writeln!(*y, "  lora_rank: {}", l.r);
+            let _ = writeln!(*y, "  lora_alpha: {}", yaml_float(l.alpha));
+            let _ = writeln!(*y, "  lora_dropout: {}", yaml_float(l.dropout));
+            let _ = writeln!(
+                y,
+                "  quantize_base: {}  # NF4 base (QLoRA), torchao's",
+                if job.nf4 { "True" } else { "False" }
+            );
+        }
+        None => {
+            let _ = writeln!(*y, "  _component_: torchtune.models.llama3_2.llama3_2");
+        }
+    }
+    let _ = writeln!(*y, "  vocab_size: {}", m.vocab_size);
+    let _ = writeln!(*y, "  num_layers: {}", m.num_layers);
+    let _ = writeln!(*y, "  num_heads: {}", m.num_heads);
+    let _ = writeln!(*y, "  num_kv_heads: {}", m.num_kv_heads);
+    let _ = writeln!(*y, "  embed_dim: {}", m.embed_dim);
+    let _ = writeln!(*y, "  max_seq_len: {max_seq_len}");
+    let _ = writeln!(*y, "  intermediate_dim: {}", m.intermediate_dim);
+    let _ = writeln!(*y, "  norm_eps: {}", yaml_float(m.norm_eps));
+    let _ = writeln!(*y, "  rope_base: {}", yaml_float(m.rope_base));
+    let _ = writeln!(*y, "  scale_factor: {}  # Llama 3's RoPE scaling (1: none)", yaml_float(m.scale_factor));
+    let _ = writeln!(*y, "  tie_word_embeddings: {}", if m.tied { "True" } else { "False" });
+}
+
 fn torchtune_config(config: &TrainConfig, job: &HfJob, m: &TorchtuneModel) -> String {
     let o = &config.optim;
     let lora = config.lora();
@@ -558,39 +597,7 @@ fn torchtune_config(config: &TrainConfig, job: &HfJob, m: &TorchtuneModel) -> St
         writeln!(y, "# torchtune job written by `longctx train --export --engine torchtune` from the training file");
     let _ = writeln!(y, "# `{}` (longctx.toml), for torchtune's stock recipe {recipe} (launch.sh).", config.name);
     let _ = writeln!(y, "output_dir: output");
-    let _ = writeln!(y, "model:");
-    let max_seq_len = m.max_position_embeddings.max(config.micro_batch_tokens() as u64);
-    match &lora {
-        Some(l) => {
-            let (attn, mlp) = torchtune_targets(&l.target_modules).expect("checked before");
-            let _ = writeln!(y, "  _component_: torchtune.models.llama3_2.lora_llama3_2");
-            let _ = writeln!(y, "  lora_attn_modules: {}", quoted_list(&attn));
-            let _ = writeln!(y, "  apply_lora_to_mlp: {}", if mlp { "True" } else { "False" });
-            let _ = writeln!(y, "  apply_lora_to_output: False");
-            let _ = writeln!(y, "  lora_rank: {}", l.r);
-            let _ = writeln!(y, "  lora_alpha: {}", yaml_float(l.alpha));
-            let _ = writeln!(y, "  lora_dropout: {}", yaml_float(l.dropout));
-            let _ = writeln!(
-                y,
-                "  quantize_base: {}  # NF4 base (QLoRA), torchao's",
-                if job.nf4 { "True" } else { "False" }
-            );
-        }
-        None => {
-            let _ = writeln!(y, "  _component_: torchtune.models.llama3_2.llama3_2");
-        }
-    }
-    let _ = writeln!(y, "  vocab_size: {}", m.vocab_size);
-    let _ = writeln!(y, "  num_layers: {}", m.num_layers);
-    let _ = writeln!(y, "  num_heads: {}", m.num_heads);
-    let _ = writeln!(y, "  num_kv_heads: {}", m.num_kv_heads);
-    let _ = writeln!(y, "  embed_dim: {}", m.embed_dim);
-    let _ = writeln!(y, "  max_seq_len: {max_seq_len}");
-    let _ = writeln!(y, "  intermediate_dim: {}", m.intermediate_dim);
-    let _ = writeln!(y, "  norm_eps: {}", yaml_float(m.norm_eps));
-    let _ = writeln!(y, "  rope_base: {}", yaml_float(m.rope_base));
-    let _ = writeln!(y, "  scale_factor: {}  # Llama 3's RoPE scaling (1: none)", yaml_float(m.scale_factor));
-    let _ = writeln!(y, "  tie_word_embeddings: {}", if m.tied { "True" } else { "False" });
+    torchtune_model(&mut y, config, job, m);
     let _ = writeln!(y, "tokenizer:  # the data is tokenized already");
     let _ = writeln!(y, "  _component_: longctx_torchtune.pretokenized");
     let _ = writeln!(y, "checkpointer:");
