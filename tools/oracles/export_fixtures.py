@@ -8,6 +8,8 @@ release build of longctx and a venv holding the engine's pins (tools/oracles/REA
     python3 -m venv /tmp/vt && /tmp/vt/bin/pip install -r tools/oracles/requirements-export-torchtune.txt
     /tmp/vt/bin/python tools/oracles/export_fixtures.py --engine torchtune --no-two-processes \\
         --peft-python /tmp/vx/bin/python
+    python3 -m venv /tmp/va && /tmp/va/bin/pip install -r tools/oracles/requirements-export-axolotl.txt
+    /tmp/va/bin/python tools/oracles/export_fixtures.py --engine axolotl --peft-python /tmp/vx/bin/python
 
 For the engine it:
   0. (torchtune) writes tests/fixtures/export/llama-plain-rope/: the tiny Llama without its linear
@@ -16,8 +18,8 @@ For the engine it:
      conversations, one optimizer step of four packs, LongAlign's loss) into a temporary directory
      and copies the written files to tests/fixtures/export/<engine>/, with the model's absolute
      path replaced by @MODEL@ (the export tests compare a fresh export with these files);
-  2. runs the exported job unchanged (its launch.sh, one process, on the CPU; the job's own
-     settings, except that the model path points at this checkout);
+  2. runs the exported job unchanged (its launch.sh, one process, on the CPU; for torchtune with
+     the override device=cpu, for axolotl with its Triton LoRA kernels turned off);
   3. records in tests/fixtures/export/<engine>_run.json the engine's logged loss of step 1 (taken
      at the initial weights, where LoRA's B is zero, so it is the base model's loss of the step:
      the export tests require `longctx`'s loss of the same eight conversations to equal it), its
@@ -49,7 +51,10 @@ LOGIT_TOKENS = 48
 JOBS = {
     "trl": ("job.toml", os.path.join(ROOT, "tests", "fixtures", "train", "llama")),
     "torchtune": ("job-torchtune.toml", os.path.join(FIXTURES, "llama-plain-rope")),
+    "axolotl": ("job.toml", os.path.join(ROOT, "tests", "fixtures", "train", "llama")),
 }
+# axolotl's fused LoRA kernels are Triton (GPU) code: off on the CPU (the loss is the same).
+AXOLOTL_CPU = "lora_mlp_kernel: false\nlora_qkv_kernel: false\nlora_o_kernel: false\n"
 
 
 def plain_rope_model():
@@ -126,6 +131,17 @@ def env():
 
 def run_trl(job):
     subprocess.run(["bash", "launch.sh", "--cpu"], cwd=job, env=env(), check=True)
+    return trainer_log(job)
+
+
+def run_axolotl(job):
+    with open(os.path.join(job, "config.yml"), "a") as f:
+        f.write(AXOLOTL_CPU)
+    subprocess.run(["bash", "launch.sh", "--cpu"], cwd=job, env=dict(env(), AXOLOTL_DO_NOT_TRACK="1"), check=True)
+    return trainer_log(job)
+
+
+def trainer_log(job):
     [state_path] = glob.glob(os.path.join(job, "output", "checkpoint-*", "trainer_state.json"))
     with open(state_path) as f:
         state = json.load(f)
@@ -163,6 +179,12 @@ def main():
 
         versions = {"trl": trl.__version__}
         run = run_trl
+    elif args.engine == "axolotl":
+        import axolotl
+        import transformers
+
+        versions = {"axolotl": axolotl.__version__, "transformers": transformers.__version__}
+        run = run_axolotl
     else:
         import torchao
         import torchtune

@@ -42,28 +42,28 @@ pub struct LoraConfig {
     /// module names.
     pub target_modules: TargetModules,
     /// Dropout on the update's input while training.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub lora_dropout: f64,
     /// `none` (bias terms of the adapted modules are not trained).
     #[serde(default = "default_bias")]
     pub bias: String,
     /// rsLoRA: `alpha / √r` instead of `alpha / r`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub use_rslora: bool,
     /// The model the adapter was trained on.
     #[serde(default)]
     pub base_model_name_or_path: Option<String>,
     /// Per-module ranks.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub rank_pattern: BTreeMap<String, usize>,
     /// Per-module alphas.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub alpha_pattern: BTreeMap<String, f64>,
     /// DoRA (not supported).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub use_dora: bool,
     /// Weights stored transposed (GPT-2 Conv1D; not supported).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub fan_in_fan_out: bool,
     /// Modules trained in full besides the adapter (not supported).
     #[serde(default)]
@@ -71,6 +71,15 @@ pub struct LoraConfig {
     /// Every other key of the file, kept as it was.
     #[serde(flatten)]
     pub other: BTreeMap<String, serde_json::Value>,
+}
+
+/// A field PEFT may write as `null` (peft 0.20 writes `"fan_in_fan_out": null`): its default.
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 #[allow(clippy::trivially_copy_pass_by_ref)] // serde passes fields by reference
@@ -302,6 +311,17 @@ fn parse_name(name: &str) -> Option<(usize, Part, bool)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fields_peft_writes_as_null_take_their_defaults() {
+        let text = r#"{"peft_type": "LORA", "r": 4, "lora_alpha": 8, "target_modules": ["q_proj"],
+            "fan_in_fan_out": null, "lora_dropout": null, "use_rslora": null, "use_dora": null,
+            "rank_pattern": null, "alpha_pattern": null, "megatron_config": null}"#;
+        let c: LoraConfig = serde_json::from_str(text).unwrap();
+        assert!(!c.fan_in_fan_out && !c.use_rslora && !c.use_dora);
+        assert_eq!(c.lora_dropout, 0.0);
+        assert!(c.rank_pattern.is_empty() && c.alpha_pattern.is_empty());
+    }
 
     #[test]
     fn names_parse_both_ways() {

@@ -220,6 +220,16 @@ const HF_HOOKS: &str = include_str!("export/longctx_hooks.py");
 /// TRL's training script.
 const TRL_TRAIN: &str = include_str!("export/trl_train.py");
 
+/// axolotl's plugin.
+const AXOLOTL_PLUGIN: &str = include_str!("export/longctx_axolotl.py");
+
+/// The version axolotl's job was run with.
+pub const AXOLOTL_REQUIREMENTS: &str = "\
+# The version this job was checked with (one step on CPU against `longctx loss`, by longctx's
+# tools/oracles/export_fixtures.py); it pins its own transformers, peft, trl and accelerate.
+axolotl==0.19.0
+";
+
 /// torchtune's components for the data, the loss weighting and the schedules.
 const TORCHTUNE_HOOKS: &str = include_str!("export/longctx_torchtune.py");
 
@@ -707,6 +717,118 @@ an experiment's `[model]`, or `longctx loss --model {model} --adapter output/epo
     )
 }
 
+fn axolotl_config(config: &TrainConfig, job: &HfJob) -> String {
+    let o = &config.optim;
+    let mut y = String::new();
+    let _ = writeln!(y, "# axolotl job written by `longctx train --export --engine axolotl` from the training file");
+    let _ = writeln!(
+        y,
+        "# `{}` (longctx.toml). The plugin longctx_axolotl.LongctxPlugin feeds longctx's packs",
+        config.name
+    );
+    let _ = writeln!(y, "# (data/packs.jsonl) and LongAlign's loss weighting; `datasets` is not read.");
+    let _ = writeln!(y, "base_model: {}", quoted(&job.model));
+    let _ = writeln!(y, "plugins:");
+    let _ = writeln!(y, "  - longctx_axolotl.LongctxPlugin");
+    let _ = writeln!(y, "datasets:");
+    let _ = writeln!(y, "  - path: data/packs.jsonl");
+    let _ = writeln!(y, "    ds_type: json");
+    let _ = writeln!(y, "sequence_len: {}", config.micro_batch_tokens());
+    let _ = writeln!(y, "sample_packing: false  # packed by longctx");
+    let _ = writeln!(y, "micro_batch_size: 1  # one pack of up to {} tokens", config.micro_batch_tokens());
+    let _ = writeln!(y, "gradient_accumulation_steps: {}", o.grad_accum);
+    let _ = writeln!(y, "num_epochs: 1  # data/packs.jsonl holds every epoch ({}), in order", o.epochs);
+    let _ = writeln!(y, "max_steps: {}", job.steps);
+    match config.lora() {
+        Some(l) => {
+            let _ = writeln!(y, "adapter: {}", if job.nf4 { "qlora" } else { "lora" });
+            if job.nf4 {
+                let _ = writeln!(y, "load_in_4bit: true");
+            }
+            let _ = writeln!(y, "lora_r: {}", l.r);
+            let _ = writeln!(y, "lora_alpha: {}", yaml_float(l.alpha));
+            let _ = writeln!(y, "lora_dropout: {}", yaml_float(l.dropout));
+            let _ = writeln!(y, "lora_target_modules: {}", quoted_list(&l.target_modules));
+            let _ = writeln!(y, "peft_use_rslora: {}", l.rslora);
+        }
+        None => {
+            let _ = writeln!(y, "# full fine-tuning: no adapter");
+        }
+    }
+    if let Some((kind, factor)) = &job.rope {
+        let _ = writeln!(y, "overrides_of_model_config:");
+        let _ = writeln!(y, "  rope_parameters: {{rope_type: {}, factor: {}}}", quoted(kind), yaml_float(*factor));
+    }
+    let (scheduler, warmup) = hf_schedule(config, job.steps);
+    let _ = writeln!(y, "optimizer: adamw_torch");
+    let _ = writeln!(y, "learning_rate: {}", yaml_float(o.lr));
+    let _ = writeln!(y, "lr_scheduler: {scheduler}");
+    let _ = writeln!(y, "warmup_steps: {warmup}");
+    let _ = writeln!(y, "max_grad_norm: {}", yaml_float(o.clip.unwrap_or(0.0)));
+    let _ = writeln!(y, "weight_decay: {}", yaml_float(o.weight_decay));
+    let _ = writeln!(y, "adam_beta1: {}", yaml_float(o.betas.0));
+    let _ = writeln!(y, "adam_beta2: {}", yaml_float(o.betas.1));
+    let _ = writeln!(y, "adam_epsilon: {}", yaml_float(o.eps));
+    let _ = writeln!(y, "seed: {}", o.seed);
+    let _ = writeln!(y, "gradient_checkpointing: {}", o.gradient_checkpointing);
+    let _ = writeln!(y, "bf16: {}", job.dtype == "bfloat16");
+    let _ = writeln!(y, "fp16: false");
+    let _ = writeln!(y, "tf32: false");
+    let _ = writeln!(y, "sdp_attention: true");
+    let _ = writeln!(y, "output_dir: ./output");
+    let save = if config.output.save_every == 0 { job.steps } else { config.output.save_every };
+    let _ = writeln!(y, "save_strategy: steps");
+    let _ = writeln!(y, "save_steps: {save}");
+    let _ = writeln!(y, "save_total_limit: {}", config.output.keep_checkpoints.max(1));
+    let _ = writeln!(y, "logging_steps: 1");
+    let _ = writeln!(y, "remove_unused_columns: false  # the hook reads seq_lens and seq_weights");
+    if job.sharding.zero_stage().is_some() {
+        let _ = writeln!(y, "deepspeed: ds_config.json");
+    }
+    if job.sharding == Sharding::Fsdp {
+        let _ = writeln!(y, "fsdp_version: 2");
+        let _ = writeln!(y, "fsdp_config:");
+        let _ = writeln!(y, "  reshard_after_forward: true");
+        let _ = writeln!(y, "  auto_wrap_policy: TRANSFORMER_BASED_WRAP");
+        let _ = writeln!(y, "  transformer_layer_cls_to_wrap: LlamaDecoderLayer");
+    }
+    y
+}
+
+fn axolotl_readme(config: &TrainConfig, job: &HfJob, summary: &ExportSummary) -> String {
+    format!(
+        "# {name}: an axolotl job written by longctx\n\n\
+`longctx train longctx.toml --export DIR --engine axolotl` wrote this directory from the training\n\
+file `longctx.toml` (copied here). Run it on a machine with {gpus} GPU(s):\n\n\
+    pip install -r requirements.txt{extra}\n    ./launch.sh\n\n\
+The adapter (or, for full fine-tuning, the model) lands in `output/`; evaluate it with longctx\n\
+(`longctx run` with `adapter = \"…/output\"` in an experiment's `[model]`, or\n\
+`longctx loss --model {model} --adapter output --data …`).\n\n\
+## What is here\n\n\
+- `data/packs.jsonl`: {packs} packs ({fillers} of them weight-0 fillers) for {steps} optimizer steps — the\n  conversations rendered with the model's chat template, tokenized, masked and packed by longctx\n  exactly as `longctx train` trains on them; `labels` (−100: no loss), `position_ids` (0 at each\n  sequence's start), `seq_lens`, `seq_weights` (the loss weight of each sequence's target tokens\n  over the global step of {per_step} packs).\n\
+- `config.yml`: the model, LoRA, AdamW, schedule, accumulation, clipping and checkpointing\n  mapped from `longctx.toml`{sharding}.\n\
+- `longctx_axolotl.py`: the plugin. It gives axolotl the packs as the training set (axolotl's\n  tokenization and sample packing are skipped; `datasets` in config.yml is not read), a\n  collator of one pack per micro-batch and GPU, and axolotl's trainer with the loss hook of\n  `longctx_hooks.py` in front: `compute_loss` runs the LM head only where a token is predicted\n  and returns `Σ w · ℓ` times the number of processes, marked as already scaled for gradient\n  accumulation, so a step's gradient and logged loss are those of `Σ w · ℓ` over the step; the\n  sampler keeps the file order.\n\
+- `launch.sh`: `accelerate launch -m axolotl.cli.train config.yml` on {gpus} GPU(s).\n\n\
+## Differences from `longctx train`\n\n\
+- LoRA's A matrices start from peft's random initialization, not longctx's (B is zero in both).\n\
+- transformers' AdamW leaves biases and norm weights out of weight decay; longctx decays every\n  trained tensor (the same for LoRA).\n\
+- With several GPUs a step holds `gpus × grad_accum` packs (the global batch grows with the GPUs).\n",
+        name = config.name,
+        gpus = job.gpus,
+        extra = if job.nf4 { "  # bitsandbytes comes with axolotl (QLoRA)" } else { "" },
+        model = job.model,
+        packs = summary.packs,
+        fillers = summary.filler_packs,
+        steps = summary.steps,
+        per_step = config.optim.grad_accum * job.gpus,
+        sharding = match job.sharding {
+            Sharding::None => String::new(),
+            Sharding::Fsdp => ", FSDP2 with full sharding".into(),
+            s => format!(", DeepSpeed ZeRO stage {} (`ds_config.json`)", s.zero_stage().unwrap_or(0)),
+        },
+    )
+}
+
 fn launch_accelerate(job: &HfJob, entry: &str) -> String {
     format!(
         "#!/usr/bin/env bash\n# Runs the job on {gpus} GPU(s) of this machine (written by longctx). Extra arguments go to\n# `accelerate launch` before the script, e.g. --num_machines/--machine_rank/--main_process_ip\n# for several machines.\nset -euo pipefail\ncd \"$(dirname \"$0\")\"\nexec accelerate launch --num_processes {gpus} --num_machines 1 --mixed_precision no --dynamo_backend no \"$@\" {entry}\n",
@@ -869,7 +991,19 @@ pub fn write_job(
             files.push(("README.md".into(), torchtune_readme(config, &job, &summary)));
         }
         Engine::Axolotl => {
-            return Err(Error::Config(format!("export to {} is not written yet", engine.name())));
+            files.push(("config.yml".into(), axolotl_config(config, &job)));
+            files.push(("longctx_axolotl.py".into(), AXOLOTL_PLUGIN.into()));
+            files.push(("longctx_hooks.py".into(), HF_HOOKS.into()));
+            files.push(("launch.sh".into(), launch_accelerate(&job, "-m axolotl.cli.train config.yml")));
+            let mut req = AXOLOTL_REQUIREMENTS.to_string();
+            if sharding.zero_stage().is_some() {
+                req.push_str("deepspeed==0.19.8\n");
+            }
+            files.push(("requirements.txt".into(), req));
+            if let Some(stage) = sharding.zero_stage() {
+                files.push(("ds_config.json".into(), ds_config(stage)));
+            }
+            files.push(("README.md".into(), axolotl_readme(config, &job, &summary)));
         }
     }
     for (name, text) in &files {

@@ -16,7 +16,7 @@ use longctx_train::trainer::load_data;
 use serde_json::Value;
 
 /// The engines whose jobs tools/oracles/export_fixtures.py ran.
-const ENGINES: &[Engine] = &[Engine::Trl, Engine::Torchtune];
+const ENGINES: &[Engine] = &[Engine::Trl, Engine::Torchtune, Engine::Axolotl];
 
 fn root() -> PathBuf {
     fs_err::canonicalize(Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")).unwrap()
@@ -105,10 +105,14 @@ fn the_engines_first_step_has_longctx_loss() {
             "{engine:?}: longctx loss {} vs the engine's first step {theirs}",
             ours.loss
         );
-        // The job exported for two GPUs, run as two processes: the same step, the same gradient.
+        // The job exported for two GPUs, run as two processes: the same step's loss, and (where
+        // the engine initializes LoRA the same way in both runs: TRL) the same gradient.
+        // axolotl draws another LoRA A in each run (gradient norms 1.4392 and 1.4438 here).
         if let Some(two) = record.get("step1_two_processes") {
             assert_eq!(two["loss"], record["step1"]["loss"], "{engine:?}");
-            assert_eq!(two["grad_norm"], record["step1"]["grad_norm"], "{engine:?}");
+            if engine == Engine::Trl {
+                assert_eq!(two["grad_norm"], record["step1"]["grad_norm"], "{engine:?}");
+            }
         }
     }
 }

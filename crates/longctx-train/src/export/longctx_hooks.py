@@ -9,15 +9,22 @@ longctx over the whole optimizer step (GPUs x gradient accumulation packs), so a
     sum over the step's target tokens of  weight * negative log-likelihood
 
 -- the token mean for `loss = "token-mean"`, LongAlign's mean of per-sequence means for
-`loss = "longalign"`. `Trainer` would instead average micro-batch losses, divide them by the
-gradient accumulation steps and average gradients over processes; `LongAlignLossMixin` returns
-`sum(w * nll) * num_processes` and tells `Trainer` the loss is already scaled for gradient
-accumulation, so the gradient of a step is the gradient of the step's loss, and the logged loss
-is the step's loss. It also keeps the file's order (longctx shuffled each epoch already).
+`loss = "longalign"`. `Trainer` divides a micro-batch's loss by the gradient accumulation steps
+and DDP / DeepSpeed average gradients over processes; `LongAlignLossMixin` returns
+`sum(w * nll) * num_processes`, times the accumulation steps where `Trainer` will divide by them
+(transformers before `Trainer.loss_is_scaled_for_ga`; from it on, the mixin sets it), so a step's
+gradient is the gradient of the step's loss and the logged loss is the step's loss. It also keeps
+the file's order (longctx shuffled each epoch already).
 """
 import torch
 import torch.nn.functional as F
 from torch.utils.data import SequentialSampler
+from transformers import Trainer
+
+# transformers >= 5.25 asks a trainer whether its loss is scaled for gradient accumulation;
+# earlier versions divide it by the accumulation steps unless the model takes `num_items_in_batch`
+# (`model_accepts_loss_kwargs`, which the mixin turns off so that they always divide).
+_ASKS_IF_SCALED = hasattr(Trainer, "loss_is_scaled_for_ga")
 
 
 def collate_packs(rows):
@@ -66,6 +73,10 @@ class LongAlignLossMixin:
 
     loss_is_scaled_for_ga = True
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.model_accepts_loss_kwargs = False
+
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
         return SequentialSampler(dataset)
@@ -74,4 +85,6 @@ class LongAlignLossMixin:
         loss, outputs = weighted_nll(model, inputs)
         # DDP and DeepSpeed average gradients over processes; the step's loss is their sum.
         loss = loss * self.accelerator.num_processes
+        if not _ASKS_IF_SCALED:
+            loss = loss * getattr(self, "current_gradient_accumulation_steps", self.args.gradient_accumulation_steps)
         return (loss, outputs) if return_outputs else loss
