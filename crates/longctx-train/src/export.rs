@@ -900,6 +900,64 @@ pub fn export(
     Ok((write_job(config, config_text, &data, &model_dir, dir, engine, max_steps)?, data_summary))
 }
 
+/// The files of `engine`'s job besides the packs and the training file.
+fn engine_files(
+    config: &TrainConfig,
+    job: &HfJob,
+    torchtune: Option<&TorchtuneModel>,
+    summary: &ExportSummary,
+) -> Vec<(String, String)> {
+    let mut files: Vec<(String, String)> = Vec::new();
+    match summary.engine {
+        Engine::Trl => {
+            files.push(("config.yaml".into(), trl_config(config, job)));
+            files.push(("train.py".into(), TRL_TRAIN.into()));
+            files.push(("longctx_hooks.py".into(), HF_HOOKS.into()));
+            files.push(("launch.sh".into(), launch_accelerate(job, "train.py config.yaml")));
+            let mut req = TRL_REQUIREMENTS.to_string();
+            if job.nf4 {
+                req.push_str("bitsandbytes>=0.45\n");
+            }
+            if job.sharding.zero_stage().is_some() {
+                req.push_str("deepspeed==0.19.8\n");
+            }
+            files.push(("requirements.txt".into(), req));
+            if let Some(stage) = job.sharding.zero_stage() {
+                files.push(("ds_config.json".into(), ds_config(stage)));
+            }
+            files.push(("README.md".into(), trl_readme(config, job, summary)));
+        }
+        Engine::Torchtune => {
+            let model = torchtune.expect("read for torchtune");
+            files.push(("config.yaml".into(), torchtune_config(config, job, model)));
+            files.push(("longctx_torchtune.py".into(), TORCHTUNE_HOOKS.into()));
+            files.push(("launch.sh".into(), launch_tune(config, job)));
+            let mut req = TORCHTUNE_REQUIREMENTS.to_string();
+            if job.nf4 {
+                req.push_str("# quantize_base (QLoRA) uses torchao's NF4, installed above\n");
+            }
+            files.push(("requirements.txt".into(), req));
+            files.push(("README.md".into(), torchtune_readme(config, job, summary)));
+        }
+        Engine::Axolotl => {
+            files.push(("config.yml".into(), axolotl_config(config, job)));
+            files.push(("longctx_axolotl.py".into(), AXOLOTL_PLUGIN.into()));
+            files.push(("longctx_hooks.py".into(), HF_HOOKS.into()));
+            files.push(("launch.sh".into(), launch_accelerate(job, "-m axolotl.cli.train config.yml")));
+            let mut req = AXOLOTL_REQUIREMENTS.to_string();
+            if job.sharding.zero_stage().is_some() {
+                req.push_str("deepspeed==0.19.8\n");
+            }
+            files.push(("requirements.txt".into(), req));
+            if let Some(stage) = job.sharding.zero_stage() {
+                files.push(("ds_config.json".into(), ds_config(stage)));
+            }
+            files.push(("README.md".into(), axolotl_readme(config, job, summary)));
+        }
+    }
+    files
+}
+
 /// Writes the job of `config` for `engine` into `dir` (which must not exist or be empty), with
 /// `data` encoded by the model's tokenizer and chat template.
 pub fn write_job(
@@ -959,53 +1017,7 @@ pub fn write_job(
         files: Vec::new(),
         launch: format!("{}/launch.sh", dir.display()),
     };
-    match engine {
-        Engine::Trl => {
-            files.push(("config.yaml".into(), trl_config(config, &job)));
-            files.push(("train.py".into(), TRL_TRAIN.into()));
-            files.push(("longctx_hooks.py".into(), HF_HOOKS.into()));
-            files.push(("launch.sh".into(), launch_accelerate(&job, "train.py config.yaml")));
-            let mut req = TRL_REQUIREMENTS.to_string();
-            if nf4 {
-                req.push_str("bitsandbytes>=0.45\n");
-            }
-            if sharding.zero_stage().is_some() {
-                req.push_str("deepspeed==0.19.8\n");
-            }
-            files.push(("requirements.txt".into(), req));
-            if let Some(stage) = sharding.zero_stage() {
-                files.push(("ds_config.json".into(), ds_config(stage)));
-            }
-            files.push(("README.md".into(), trl_readme(config, &job, &summary)));
-        }
-        Engine::Torchtune => {
-            let model = torchtune.expect("read above");
-            files.push(("config.yaml".into(), torchtune_config(config, &job, &model)));
-            files.push(("longctx_torchtune.py".into(), TORCHTUNE_HOOKS.into()));
-            files.push(("launch.sh".into(), launch_tune(config, &job)));
-            let mut req = TORCHTUNE_REQUIREMENTS.to_string();
-            if nf4 {
-                req.push_str("# quantize_base (QLoRA) uses torchao's NF4, installed above\n");
-            }
-            files.push(("requirements.txt".into(), req));
-            files.push(("README.md".into(), torchtune_readme(config, &job, &summary)));
-        }
-        Engine::Axolotl => {
-            files.push(("config.yml".into(), axolotl_config(config, &job)));
-            files.push(("longctx_axolotl.py".into(), AXOLOTL_PLUGIN.into()));
-            files.push(("longctx_hooks.py".into(), HF_HOOKS.into()));
-            files.push(("launch.sh".into(), launch_accelerate(&job, "-m axolotl.cli.train config.yml")));
-            let mut req = AXOLOTL_REQUIREMENTS.to_string();
-            if sharding.zero_stage().is_some() {
-                req.push_str("deepspeed==0.19.8\n");
-            }
-            files.push(("requirements.txt".into(), req));
-            if let Some(stage) = sharding.zero_stage() {
-                files.push(("ds_config.json".into(), ds_config(stage)));
-            }
-            files.push(("README.md".into(), axolotl_readme(config, &job, &summary)));
-        }
-    }
+    files.extend(engine_files(config, &job, torchtune.as_ref(), &summary));
     for (name, text) in &files {
         let path = dir.join(name);
         fs_err::write(&path, text)?;
