@@ -429,3 +429,27 @@ micro_batch_tokens = 300
     let after = loss_json(&["--model", s(&model), "--data", s(&data), "--max-seq-len", "256"]);
     assert!(after["loss"].as_f64().unwrap() < before["loss"].as_f64().unwrap(), "{before} -> {after}");
 }
+
+/// `--export DIR --engine E`: the job is written (nothing trained), `--gpus` overrides the file's
+/// `[distributed] gpus`, and an unknown engine is refused by name.
+#[test]
+fn export_writes_a_job_and_refuses_an_unknown_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = config(dir.path(), "export", 2, "grad_accum = 2\n[distributed]\ngpus = 2\nsharding = \"zero3\"");
+    let job = dir.path().join("job");
+    let o = longctx(&["train", s(&file), "--export", s(&job), "--engine", "trl", "--gpus", "4"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("on 4 GPU(s)"), "{}", stderr(&o));
+    let launch = std::fs::read_to_string(job.join("launch.sh")).unwrap();
+    assert!(launch.contains("--num_processes 4"), "{launch}");
+    let ds: Value = json(&job.join("ds_config.json"));
+    assert_eq!(ds["zero_optimization"]["stage"], 3);
+    assert!(std::fs::read_to_string(job.join("config.yaml")).unwrap().contains("deepspeed: \"ds_config.json\""));
+    // Two epochs, eight packs per step (4 GPUs × 2), every line of one step.
+    let packs = std::fs::read_to_string(job.join("data/packs.jsonl")).unwrap();
+    assert_eq!(packs.lines().count() % 8, 0);
+    assert!(!dir.path().join("runs").exists(), "export trains nothing");
+    let o = longctx(&["train", s(&file), "--export", s(&dir.path().join("other")), "--engine", "megatron"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("unknown engine `megatron`: longctx exports to trl, axolotl or torchtune"), "{}", stderr(&o));
+}
