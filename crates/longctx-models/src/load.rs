@@ -49,22 +49,35 @@ fn special_token(v: &serde_json::Value) -> Option<String> {
 /// which `default` is used), compiled with the config's BOS and EOS tokens.
 fn chat_template(dir: &Path) -> Result<Option<ChatTemplate>, ModelError> {
     let path = dir.join("tokenizer_config.json");
-    if !path.is_file() {
+    let jinja = dir.join("chat_template.jinja");
+    if !path.is_file() && !jinja.is_file() {
         return Ok(None);
     }
-    let cfg: serde_json::Value = serde_json::from_str(&fs_err::read_to_string(&path)?)
-        .map_err(|e| ModelError::Load(format!("{}: {e}", path.display())))?;
-    let source = match &cfg["chat_template"] {
+    let cfg: serde_json::Value = if path.is_file() {
+        serde_json::from_str(&fs_err::read_to_string(&path)?)
+            .map_err(|e| ModelError::Load(format!("{}: {e}", path.display())))?
+    } else {
+        serde_json::Value::Null
+    };
+    // transformers >= 4.47 saves the template as chat_template.jinja (and reads it before the
+    // tokenizer_config.json key).
+    let (source, path) =
+        if jinja.is_file() { (Some(fs_err::read_to_string(&jinja)?), jinja) } else { (template_in(&cfg), path) };
+    let Some(source) = source else { return Ok(None) };
+    let bos = special_token(&cfg["bos_token"]).unwrap_or_default();
+    let eos = special_token(&cfg["eos_token"]).unwrap_or_default();
+    ChatTemplate::new(&source, &bos, &eos).map(Some).map_err(|e| ModelError::Load(format!("{}: {e}", path.display())))
+}
+
+/// The `chat_template` of a tokenizer_config.json (a string, or the `default` of a list).
+fn template_in(cfg: &serde_json::Value) -> Option<String> {
+    match &cfg["chat_template"] {
         serde_json::Value::String(s) => Some(s.clone()),
         serde_json::Value::Array(list) => {
             list.iter().find(|t| t["name"] == "default").and_then(|t| t["template"].as_str()).map(str::to_string)
         }
         _ => None,
-    };
-    let Some(source) = source else { return Ok(None) };
-    let bos = special_token(&cfg["bos_token"]).unwrap_or_default();
-    let eos = special_token(&cfg["eos_token"]).unwrap_or_default();
-    ChatTemplate::new(&source, &bos, &eos).map(Some).map_err(|e| ModelError::Load(format!("{}: {e}", path.display())))
+    }
 }
 
 /// End-of-sequence ids of `generation_config.json` (a number or a list), if present.
@@ -174,6 +187,7 @@ pub fn resolve_model(spec: &str) -> Result<PathBuf, ModelError> {
     handle.get("tokenizer.json").map_err(|e| hub_error("tokenizer.json", &e))?;
     optional("tokenizer_config.json")?;
     optional("generation_config.json")?;
+    optional("chat_template.jinja")?;
     if let Some(index) = optional("model.safetensors.index.json")? {
         for shard in weight_files(index.parent().unwrap_or(Path::new(".")))? {
             let name = shard.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
@@ -184,4 +198,29 @@ pub fn resolve_model(spec: &str) -> Result<PathBuf, ModelError> {
     }
     // hf-hub lays every file of one revision in the same snapshot directory.
     Ok(config.parent().expect("a downloaded file has a directory").to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use longctx_core::ChatMessage;
+
+    /// transformers ≥ 4.47 writes the template to chat_template.jinja, not tokenizer_config.json.
+    #[test]
+    fn a_chat_template_jinja_file_is_read_and_wins() {
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/train/llama");
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg: serde_json::Value =
+            serde_json::from_str(&fs_err::read_to_string(fixture.join("tokenizer_config.json")).unwrap()).unwrap();
+        let source = cfg["chat_template"].as_str().unwrap().to_string();
+        cfg.as_object_mut().unwrap().remove("chat_template");
+        fs_err::write(dir.path().join("tokenizer_config.json"), cfg.to_string()).unwrap();
+        fs_err::write(dir.path().join("chat_template.jinja"), &source).unwrap();
+        let messages = [ChatMessage::new("user", "Hi")];
+        let theirs = chat_template(&fixture).unwrap().unwrap().render(&messages, true).unwrap();
+        let ours = chat_template(dir.path()).unwrap().unwrap().render(&messages, true).unwrap();
+        assert_eq!(ours, theirs);
+        fs_err::write(dir.path().join("chat_template.jinja"), "X{{ messages[0].content }}").unwrap();
+        assert_eq!(chat_template(dir.path()).unwrap().unwrap().render(&messages, false).unwrap(), "XHi");
+    }
 }

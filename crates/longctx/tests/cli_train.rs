@@ -451,5 +451,9 @@ fn export_writes_a_job_and_refuses_an_unknown_engine() {
     assert!(!dir.path().join("runs").exists(), "export trains nothing");
     let o = longctx(&["train", s(&file), "--export", s(&dir.path().join("other")), "--engine", "megatron"]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("unknown engine `megatron`: longctx exports to trl, axolotl or torchtune"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("unknown engine `megatron`: longctx exports to trl, axolotl or torchtune"),
+        "{}",
+        stderr(&o)
+    );
 }
