@@ -25,6 +25,14 @@ pub enum Error {
         /// The LongBench-E datasets, comma-separated.
         known: String,
     },
+    /// A JSON file (LongBench-Chat's test cases) that does not parse or lacks a field.
+    #[error("{}: {message}", path.display())]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
     /// A line of a JSONL file that does not parse or lacks a field.
     #[error("{}:{line}: {message}", path.display())]
     Parse {

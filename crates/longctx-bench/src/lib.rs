@@ -14,6 +14,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod agreement;
+pub mod chat;
 pub mod dataset;
 mod error;
 pub mod metrics;
