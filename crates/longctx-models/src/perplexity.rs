@@ -60,3 +60,49 @@ pub fn perplexity(
     let tokens = per_token.len();
     Ok(Perplexity { tokens, nll_sum, ppl: (nll_sum / tokens as f64).exp(), per_token_nll: per_token })
 }
+
+/// One point of [`by_length`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LengthPoint {
+    /// Tokens in the window (the first `length` of the text).
+    pub length: usize,
+    /// Scored tokens (`length − 1`).
+    pub tokens: usize,
+    /// Sum of their negative log-likelihoods (nats).
+    pub nll_sum: f64,
+    /// `exp(nll_sum / tokens)`.
+    pub ppl: f64,
+    /// Wall time of the forward pass.
+    pub seconds: f64,
+}
+
+/// Perplexity of the first `length` tokens of `ids`, for each of `lengths`, each in one window
+/// from a fresh model state (cache and dynamic-NTK frequencies reset): every token predicted
+/// from all of the text before it — the usual view of how far a RoPE variant stretches.
+/// `lengths` longer than `ids` are an error.
+pub fn by_length(
+    model: &mut dyn CausalLm,
+    ids: &[u32],
+    lengths: &[usize],
+    device: &Device,
+    mut on_length: impl FnMut(usize),
+) -> candle_core::Result<Vec<LengthPoint>> {
+    let mut out = Vec::with_capacity(lengths.len());
+    for &length in lengths {
+        if length < 2 || length > ids.len() {
+            candle_core::bail!("length {length}: the text has {} tokens (a length is 2 to that)", ids.len());
+        }
+        model.reset();
+        let t0 = std::time::Instant::now();
+        let p = perplexity(model, &ids[..length], length, length, device, |_, _| {})?;
+        out.push(LengthPoint {
+            length,
+            tokens: p.tokens,
+            nll_sum: p.nll_sum,
+            ppl: p.ppl,
+            seconds: t0.elapsed().as_secs_f64(),
+        });
+        on_length(length);
+    }
+    Ok(out)
+}

@@ -231,6 +231,19 @@ pub fn loss_curve(title: &str, points: Vec<(f64, f64)>) -> Plot {
     }
 }
 
+/// Perplexity against context length, one line per variant (`series`: name and
+/// `(length, perplexity)` points), length on a log scale.
+pub fn perplexity_by_length(title: &str, series: Vec<(String, Vec<(f64, f64)>)>) -> Plot {
+    Plot {
+        name: "perplexity-by-length".into(),
+        title: title.to_string(),
+        x_label: "context length (tokens)".into(),
+        y_label: "perplexity".into(),
+        reference: None,
+        kind: PlotKind::Lines { log_x: true, lines: series },
+    }
+}
+
 /// A heatmap (see [`PlotKind::Heatmap`]): `columns` along x, `rows` along y with the first
 /// at the top, `values[row][column]` coloured over `range` (`(low, high)`). `name` is the
 /// file stem, reduced to `[A-Za-z0-9_-]`.

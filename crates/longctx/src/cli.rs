@@ -583,14 +583,23 @@ pub(crate) struct PerplexityArgs {
     #[arg(long)]
     pub(crate) file: PathBuf,
     /// Window length in tokens.
-    #[arg(long)]
-    pub(crate) context: usize,
+    #[arg(long, required_unless_present = "lengths", conflicts_with = "lengths")]
+    pub(crate) context: Option<usize>,
     /// Distance between window starts (default: the window length).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "lengths")]
     pub(crate) stride: Option<usize>,
-    /// Override the model's RoPE scaling: KIND:FACTOR with KIND linear, dynamic, yarn or llama3.
+    /// Perplexity against context length: the first N tokens of the file in one window, for each
+    /// N (comma-separated), for every --rope-scaling given.
+    #[arg(long, value_delimiter = ',', value_name = "N,N,…")]
+    pub(crate) lengths: Option<Vec<usize>>,
+    /// Override the model's RoPE scaling: KIND:FACTOR with KIND linear, dynamic, yarn or llama3,
+    /// or `none` (the model's own). With --lengths it may be given several times (one variant
+    /// each).
     #[arg(long, value_name = "KIND:FACTOR")]
-    pub(crate) rope_scaling: Option<String>,
+    pub(crate) rope_scaling: Vec<String>,
+    /// With --lengths: also draw perplexity against length (an .svg or .png file).
+    #[arg(long, value_name = "FILE", requires = "lengths")]
+    pub(crate) plot: Option<PathBuf>,
     /// A LoRA adapter directory in PEFT's format (adapter_config.json,
     /// adapter_model.safetensors) to apply on top of the model.
     #[arg(long, value_name = "DIR")]
@@ -598,7 +607,9 @@ pub(crate) struct PerplexityArgs {
     /// Also print (or put in the JSON) every scored token's negative log-likelihood.
     #[arg(long)]
     pub(crate) per_token: bool,
-    /// Print `{"tokens", "nll_sum", "ppl", "per_token_nll"}` as JSON.
+    /// Print `{"tokens", "nll_sum", "ppl", "per_token_nll"}` as JSON (with --lengths:
+    /// `{"model", "file", "file_tokens", "variants": [{"rope_scaling", "points": [{"length",
+    /// "tokens", "nll_sum", "ppl", "seconds"}]}]}`).
     #[arg(long)]
     pub(crate) json: bool,
     /// Weight precision.

@@ -76,3 +76,77 @@ fn bad_arguments_are_explained() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no such file or directory, and not a hub repository id"));
 }
+
+/// `--lengths`: perplexity of the first N tokens per length and RoPE variant. On the plain-RoPE
+/// tiny Llama each point is the sum of transformers' per-token NLLs over the first window's first
+/// N − 1 tokens (a causal model scores a prefix the same in a longer window); dynamic NTK equals
+/// the model's own RoPE up to its 64 positions and departs after; linear ×4 departs at once.
+#[test]
+fn lengths_sweep_every_variant_and_equal_transformers() {
+    let fixture: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tiny().join("perplexity.json")).unwrap()).unwrap();
+    let first_window: Vec<f64> = fixture["settings"]["llama"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["context"] == 128 && s["stride"] == 64)
+        .unwrap()["per_token_nll"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .take(127)
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let plot = dir.path().join("ppl.svg");
+    let model = tiny().join("llama");
+    let text = tiny().join("text.txt");
+    let out = longctx(&[
+        "perplexity",
+        "--model",
+        model.to_str().unwrap(),
+        "--file",
+        text.to_str().unwrap(),
+        "--lengths",
+        "100,16,64",
+        "--rope-scaling",
+        "none",
+        "--rope-scaling",
+        "dynamic:4",
+        "--rope-scaling",
+        "linear:4",
+        "--plot",
+        plot.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let variants = got["variants"].as_array().unwrap();
+    let names: Vec<&str> = variants.iter().map(|v| v["rope_scaling"].as_str().unwrap()).collect();
+    assert_eq!(names, ["none", "dynamic:4", "linear:4"]);
+    let nll = |v: usize, i: usize| variants[v]["points"][i]["nll_sum"].as_f64().unwrap();
+    for (i, length) in [16usize, 64, 100].into_iter().enumerate() {
+        let p = &variants[0]["points"][i];
+        assert_eq!((p["length"].as_u64(), p["tokens"].as_u64()), (Some(length as u64), Some(length as u64 - 1)));
+        let want: f64 = first_window[..length - 1].iter().sum();
+        assert!((nll(0, i) - want).abs() < 2e-3, "length {length}: {} vs transformers {want}", nll(0, i));
+        assert!((nll(2, i) - nll(0, i)).abs() > 1e-2, "linear ×4 changes every length");
+    }
+    assert_eq!(nll(1, 0), nll(0, 0));
+    assert_eq!(nll(1, 1), nll(0, 1));
+    assert!((nll(1, 2) - nll(0, 2)).abs() > 1e-2, "dynamic NTK past 64 positions");
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(svg.contains("linear:4") && svg.contains("perplexity"), "{svg}");
+
+    let too_long = longctx(&[
+        "perplexity",
+        "--model",
+        model.to_str().unwrap(),
+        "--file",
+        text.to_str().unwrap(),
+        "--lengths",
+        "100000",
+    ]);
+    assert!(!too_long.status.success());
+    assert!(String::from_utf8_lossy(&too_long.stderr).contains("shorter than --lengths 100000"));
+}

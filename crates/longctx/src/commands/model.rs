@@ -7,7 +7,7 @@ use candle_core::Device;
 use longctx_backends::native::{load_model, NativeOptions, Quantize};
 use longctx_models::Loaded;
 
-use crate::cli::{BenchGenerateArgs, Dtype, GenerateArgs, PerplexityArgs};
+use crate::cli::{BenchGenerateArgs, Dtype, GenerateArgs};
 
 /// Loads a GGUF file, a Hugging Face model directory or a hub id with an optional `KIND:FACTOR`
 /// RoPE override, LoRA adapter and quantization at load.
@@ -46,4 +46,4 @@ macro_rules! model_args {
     )*};
 }
 
-model_args!(GenerateArgs, PerplexityArgs, BenchGenerateArgs);
+model_args!(GenerateArgs, BenchGenerateArgs);
