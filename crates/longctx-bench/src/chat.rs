@@ -167,6 +167,121 @@ pub fn parse_rating(reply: &str) -> Option<f64> {
     number.as_str().parse().ok()
 }
 
+/// The longest judge reply asked for (the official script sets no limit; GPT-4's analyses run
+/// to a few hundred tokens).
+pub const JUDGE_MAX_TOKENS: usize = 1024;
+
+/// One judge's verdict on one case: the rating (none: unparsed after every try), and every raw
+/// reply and call failure, in order — a line of a judgements file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Judgement {
+    /// The test case.
+    pub idx: usize,
+    /// The judge's name.
+    pub judge: String,
+    /// The rating; `None` when no reply held one after [`JUDGE_TRIES`] tries.
+    pub rating: Option<f64>,
+    /// Tries made.
+    pub tries: usize,
+    /// The judge's replies, in order (the last holds the rating).
+    pub replies: Vec<String>,
+    /// Calls that failed (endpoint down, rejected), in order.
+    pub errors: Vec<String>,
+    /// Tokens, requests and cost of every try.
+    pub usage: longctx_core::Usage,
+}
+
+impl Judgement {
+    /// Whether judging this case again could pay for nothing twice: only when every try failed
+    /// before the judge replied (an endpoint that was down) is it judged again on resume.
+    pub fn is_final(&self) -> bool {
+        self.rating.is_some() || !self.replies.is_empty()
+    }
+}
+
+/// Asks `judge` for the rating of one case, as the official script does: the system prompt and
+/// `prompt` (from [`judge_prompt`]) at temperature 0, again while the reply holds no rating or
+/// the call fails, at most [`JUDGE_TRIES`] times.
+pub fn judge_case(name: &str, judge: &dyn longctx_core::ChatModel, idx: usize, prompt: &str) -> Judgement {
+    let messages =
+        [longctx_core::ChatMessage::new("system", JUDGE_SYSTEM), longctx_core::ChatMessage::new("user", prompt)];
+    let mut j = Judgement {
+        idx,
+        judge: name.to_string(),
+        rating: None,
+        tries: 0,
+        replies: Vec::new(),
+        errors: Vec::new(),
+        usage: longctx_core::Usage::default(),
+    };
+    while j.tries < JUDGE_TRIES && j.rating.is_none() {
+        j.tries += 1;
+        match judge.chat(&messages, JUDGE_MAX_TOKENS) {
+            Ok(reply) => {
+                j.usage += reply.usage;
+                j.rating = parse_rating(&reply.text);
+                j.replies.push(reply.text);
+            }
+            Err(e) => j.errors.push(e.0),
+        }
+    }
+    j
+}
+
+/// The few-shot answers of a case in the order a judge sees them: the official order, or, with
+/// a seed, an order drawn from (seed, judge, case) — the paper's shuffle, reproducible per judge.
+pub fn shot_order(shots: &[FewShot], seed: Option<u64>, judge: &str, idx: usize) -> Vec<FewShot> {
+    let mut out = shots.to_vec();
+    if let Some(seed) = seed {
+        use rand::seq::SliceRandom;
+        use rand::SeedableRng;
+        let mut h = seed ^ (idx as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        for b in judge.bytes() {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01B3);
+        }
+        out.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(h));
+    }
+    out
+}
+
+/// The judgements of a file (one JSON object per line; a last line cut short by an interrupted
+/// write is left out, any other bad line is an error naming it).
+pub fn read_judgements(path: &Path) -> Result<Vec<Judgement>> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let text = fs_err::read_to_string(path).map_err(|e| chat_error(path, e.to_string()))?;
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str(line) {
+            Ok(j) => out.push(j),
+            Err(_) if i + 1 == lines.len() && !text.ends_with('\n') => break,
+            Err(e) => {
+                return Err(Error::Parse {
+                    path: path.to_path_buf(),
+                    line: i + 1,
+                    message: format!("not a judgement: {e}"),
+                })
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Appends one judgement to a judgements file (a whole line per write).
+pub fn append_judgement(path: &Path, j: &Judgement) -> Result<()> {
+    use std::io::Write;
+    let mut line = serde_json::to_string(j).map_err(|e| chat_error(path, e.to_string()))?;
+    line.push('\n');
+    let mut f =
+        fs_err::OpenOptions::new().create(true).append(true).open(path).map_err(|e| chat_error(path, e.to_string()))?;
+    f.write_all(line.as_bytes()).map_err(|e| chat_error(path, e.to_string()))
+}
+
 /// The ratings of one judge over a run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Aggregate {
@@ -242,6 +357,80 @@ mod tests {
         assert!(read_test_cases(&path).unwrap_err().to_string().contains("has no `idx`"));
         fs_err::write(&path, r#"{"idx": 1}"#).unwrap();
         assert!(read_test_cases(&path).unwrap_err().to_string().contains("not a JSON array"));
+    }
+
+    /// A scripted judge: replies (Ok) or failures (Err) in order, then the last forever.
+    struct Scripted(std::sync::Mutex<Vec<std::result::Result<&'static str, &'static str>>>);
+
+    impl longctx_core::ChatModel for Scripted {
+        fn chat(
+            &self,
+            messages: &[longctx_core::ChatMessage],
+            _max_tokens: usize,
+        ) -> std::result::Result<longctx_core::ChatReply, longctx_core::CallError> {
+            assert_eq!(messages[0].content, JUDGE_SYSTEM);
+            let mut script = self.0.lock().unwrap();
+            let next = if script.len() > 1 { script.remove(0) } else { script[0] };
+            next.map(|text| longctx_core::ChatReply {
+                text: text.into(),
+                usage: longctx_core::Usage { prompt_tokens: 10, completion_tokens: 2, requests: 1, cost_usd: 0.5 },
+            })
+            .map_err(|e| longctx_core::CallError(e.into()))
+        }
+    }
+
+    fn scripted(s: Vec<std::result::Result<&'static str, &'static str>>) -> Scripted {
+        Scripted(std::sync::Mutex::new(s))
+    }
+
+    #[test]
+    fn a_judge_is_asked_again_until_it_rates_then_recorded_unparsed() {
+        let j = judge_case("a", &scripted(vec![Ok("Good."), Err("HTTP 503"), Ok("Rating: [[7]]")]), 3, "p");
+        assert_eq!((j.rating, j.tries, j.replies.len(), j.errors.len()), (Some(7.0), 3, 2, 1));
+        assert_eq!(j.usage.requests, 2);
+        assert!((j.usage.cost_usd - 1.0).abs() < 1e-12);
+        let never = judge_case("a", &scripted(vec![Ok("I cannot rate this.")]), 3, "p");
+        assert_eq!((never.rating, never.tries, never.replies.len()), (None, JUDGE_TRIES, JUDGE_TRIES));
+        assert!(never.is_final(), "replies were paid for: not asked again on resume");
+        let down = judge_case("a", &scripted(vec![Err("connection refused")]), 3, "p");
+        assert_eq!((down.rating, down.errors.len()), (None, JUDGE_TRIES));
+        assert!(!down.is_final(), "nothing was paid: judged again on resume");
+    }
+
+    #[test]
+    fn judgements_append_and_read_back_and_a_torn_last_line_is_left_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("judgements.jsonl");
+        assert!(read_judgements(&path).unwrap().is_empty());
+        let a = judge_case("a", &scripted(vec![Ok("[[8]]")]), 1, "p");
+        let b = judge_case("b", &scripted(vec![Ok("none")]), 1, "p");
+        append_judgement(&path, &a).unwrap();
+        append_judgement(&path, &b).unwrap();
+        assert_eq!(read_judgements(&path).unwrap(), [a.clone(), b]);
+        let mut text = fs_err::read_to_string(&path).unwrap();
+        text.push_str("{\"idx\": 2, \"jud");
+        fs_err::write(&path, &text).unwrap();
+        assert_eq!(read_judgements(&path).unwrap().len(), 2);
+        fs_err::write(&path, format!("garbage\n{}\n", serde_json::to_string(&a).unwrap())).unwrap();
+        let err = read_judgements(&path).unwrap_err().to_string();
+        assert!(err.contains("judgements.jsonl:1: not a judgement"), "{err}");
+    }
+
+    #[test]
+    fn shots_keep_the_official_order_or_shuffle_by_judge() {
+        let shots = &few_shots()[4];
+        assert_eq!(shot_order(shots, None, "a", 5), *shots);
+        let a = shot_order(shots, Some(1), "gpt-4", 5);
+        assert_eq!(a, shot_order(shots, Some(1), "gpt-4", 5));
+        let mut sorted: Vec<String> = a.iter().map(|s| s.answer.clone()).collect();
+        sorted.sort();
+        let mut official: Vec<String> = shots.iter().map(|s| s.answer.clone()).collect();
+        official.sort();
+        assert_eq!(sorted, official);
+        let orders: std::collections::HashSet<Vec<String>> = (0..20)
+            .map(|i| shot_order(shots, Some(1), &format!("judge-{i}"), 5).iter().map(|s| s.answer.clone()).collect())
+            .collect();
+        assert!(orders.len() > 1, "different judges see different orders");
     }
 
     #[test]
