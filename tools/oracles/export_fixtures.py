@@ -5,6 +5,7 @@ release build of longctx and a venv holding the engine's pins (tools/oracles/REA
     cargo build --release
     python3 -m venv /tmp/vx && /tmp/vx/bin/pip install -r tools/oracles/requirements-export-trl.txt
     /tmp/vx/bin/python tools/oracles/export_fixtures.py --engine trl
+    /tmp/vx/bin/pip install bitsandbytes==0.48.2 && /tmp/vx/bin/python tools/oracles/export_fixtures.py --engine trl-qlora
     python3 -m venv /tmp/vt && /tmp/vt/bin/pip install -r tools/oracles/requirements-export-torchtune.txt
     /tmp/vt/bin/python tools/oracles/export_fixtures.py --engine torchtune --no-two-processes \\
         --peft-python /tmp/vx/bin/python
@@ -52,6 +53,9 @@ JOBS = {
     "trl": ("job.toml", os.path.join(ROOT, "tests", "fixtures", "train", "llama")),
     "torchtune": ("job-torchtune.toml", os.path.join(FIXTURES, "llama-plain-rope")),
     "axolotl": ("job.toml", os.path.join(ROOT, "tests", "fixtures", "train", "llama")),
+    # QLoRA through TRL: the NF4 base is bitsandbytes' (CPU backend); only step 1 is recorded
+    # (trl-qlora_run.json), against `longctx loss --quantize nf4`.
+    "trl-qlora": ("job-qlora.toml", os.path.join(ROOT, "tests", "fixtures", "train", "llama")),
 }
 # axolotl's fused LoRA kernels are Triton (GPU) code: off on the CPU (the loss is the same).
 AXOLOTL_CPU = "lora_mlp_kernel: false\nlora_qkv_kernel: false\nlora_o_kernel: false\n"
@@ -74,9 +78,9 @@ def plain_rope_model():
 def export(longctx, engine, out, gpus=None):
     job_file, model = JOBS[engine]
     extra = ["--gpus", str(gpus)] if gpus else []
-    subprocess.run([longctx, "train", os.path.join(FIXTURES, job_file), "--export", out, "--engine", engine]
-                   + extra, cwd=ROOT, check=True)
-    if gpus:
+    subprocess.run([longctx, "train", os.path.join(FIXTURES, job_file), "--export", out, "--engine",
+                    engine.split("-")[0]] + extra, cwd=ROOT, check=True)
+    if gpus or engine not in ("trl", "torchtune", "axolotl"):
         return
     model = os.path.realpath(model)
     dest = os.path.join(FIXTURES, engine)
@@ -174,6 +178,25 @@ def main():
     args = ap.parse_args()
     import torch
 
+    if args.engine == "trl-qlora":
+        import bitsandbytes
+        import trl
+
+        versions = {"trl": trl.__version__, "bitsandbytes": bitsandbytes.__version__, "torch": torch.__version__}
+        with tempfile.TemporaryDirectory() as tmp:
+            job = os.path.join(tmp, "job")
+            export(args.longctx, args.engine, job)
+            log, _ = run_trl(job)
+        path = os.path.join(FIXTURES, "trl-qlora_run.json")
+        with open(path, "w", encoding="utf-8", newline="\n") as f:
+            json.dump({"meta": {"script": "tools/oracles/export_fixtures.py", "engine": "trl (QLoRA)",
+                                "versions": versions,
+                                "what": "the exported job of tests/fixtures/export/job-qlora.toml run by its launch.sh "
+                                        "on the CPU: the engine's log of step 1 (loss over the NF4 base)"},
+                       "step1": log}, f)
+            f.write("\n")
+        print(f"wrote {os.path.relpath(path, ROOT)}: step 1 loss {log['loss']}")
+        return
     if args.engine == "trl":
         import trl
 

@@ -184,3 +184,31 @@ fn what_an_engine_cannot_run_is_refused_before_anything_is_written() {
     assert!(err.contains("adapts the MLP's three projections together"), "{err}");
     assert!(!out.path().join("d").exists() && !out.path().join("e").exists());
 }
+
+/// QLoRA exported to TRL (tests/fixtures/export/job-qlora.toml: the same job with `base_quant =
+/// "nf4"`), run with bitsandbytes' NF4 on the CPU: its first step's loss is longctx's loss over
+/// the base quantized at load to NF4.
+#[test]
+fn the_qlora_jobs_first_step_has_longctx_nf4_loss() {
+    let text = fs_err::read_to_string(fixtures().join("job-qlora.toml")).unwrap();
+    let mut config = TrainConfig::parse(&text).unwrap();
+    config.model.path = root().join(&config.model.path).display().to_string();
+    config.data.path = Some(root().join(config.data.path.as_ref().unwrap()));
+    let format = config.lora().unwrap().base_quant().unwrap().expect("nf4");
+    let (tokenizer, template) = load_tokenizer(Path::new(&config.model.path)).unwrap();
+    let (data, _) = load_data(&config, &tokenizer, &template.unwrap()).unwrap();
+    let mut model = load_hf_dir(Path::new(&config.model.path), DType::F32, &Device::Cpu, None).unwrap().model;
+    model.quantize_weights(format).unwrap();
+    let ours = longctx_train::step::evaluate(&model, &data, config.data.batching, LossKind::LongAlign, 256).unwrap();
+    let record: Value =
+        serde_json::from_str(&fs_err::read_to_string(fixtures().join("trl-qlora_run.json")).unwrap()).unwrap();
+    let theirs = record["step1"]["loss"].as_f64().unwrap();
+    assert!(
+        (ours.loss - theirs).abs() < 1e-5 * theirs,
+        "longctx NF4 loss {} vs TRL + bitsandbytes {theirs}",
+        ours.loss
+    );
+    // Not the f32 base's loss: the quantization shows.
+    let f32_loss = run_record(Engine::Trl)["step1"]["loss"].as_f64().unwrap();
+    assert!((theirs - f32_loss).abs() > 1e-2);
+}

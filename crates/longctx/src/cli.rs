@@ -232,6 +232,10 @@ pub(crate) struct LossArgs {
     /// A LoRA adapter directory in PEFT's format.
     #[arg(long, value_name = "DIR")]
     pub(crate) adapter: Option<PathBuf>,
+    /// Quantize a safetensors model at load (llama.cpp's blocks, or nf4: bitsandbytes' NF4 on
+    /// the projections, as QLoRA's base), e.g. to evaluate a QLoRA adapter over its base.
+    #[arg(long, value_enum)]
+    pub(crate) quantize: Option<Quantize>,
     /// Chat JSONL (`{"messages": [{"role", "content"}, …]}` per line).
     #[arg(long)]
     pub(crate) data: PathBuf,

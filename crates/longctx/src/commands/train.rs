@@ -1,5 +1,5 @@
 //! `longctx train CONFIG.toml [--max-steps N] [--resume] [--output-dir DIR] [--export DIR --engine E [--gpus N]]`,
-//! `longctx loss --model M [--adapter A] --data FILE --max-seq-len N [--batching B] [--loss L] [--json]`
+//! `longctx loss --model M [--adapter A] [--quantize Q] --data FILE --max-seq-len N [--batching B] [--loss L] [--json]`
 //! and `longctx merge --model M --adapter A --out DIR`.
 
 use std::io::Write;
@@ -100,8 +100,14 @@ pub(crate) fn train(args: &TrainArgs) -> Result<()> {
 
 pub(crate) fn loss(args: &LossArgs) -> Result<()> {
     let device = Device::Cpu;
-    let loaded =
-        model::load(&args.model, Dtype::F32, args.rope_scaling.as_deref(), args.adapter.as_deref(), None, &device)?;
+    let loaded = model::load(
+        &args.model,
+        Dtype::F32,
+        args.rope_scaling.as_deref(),
+        args.adapter.as_deref(),
+        args.quantize,
+        &device,
+    )?;
     let template = loaded.chat_template.context("the model has no chat template")?;
     let conversations = read_jsonl(&args.data)?;
     let overlong = if args.truncate { Overlong::Truncate } else { Overlong::Drop };
