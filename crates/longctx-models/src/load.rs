@@ -170,6 +170,16 @@ pub fn hub_config(spec: &str) -> Result<PathBuf, ModelError> {
 /// (`org/name`, optionally `org/name@revision`), downloaded into the hub cache with hf-hub
 /// (honours `HF_HOME`, `HF_ENDPOINT`, `HF_TOKEN`). Returns the local directory.
 pub fn resolve_model(spec: &str) -> Result<PathBuf, ModelError> {
+    resolve(spec, true)
+}
+
+/// Like [`resolve_model`], without the weights: a hub id's config.json, tokenizer files and
+/// chat template only (what planning or writing a job for another trainer needs).
+pub fn resolve_model_files(spec: &str) -> Result<PathBuf, ModelError> {
+    resolve(spec, false)
+}
+
+fn resolve(spec: &str, weights: bool) -> Result<PathBuf, ModelError> {
     let path = Path::new(spec);
     if path.exists() {
         return Ok(path.to_path_buf());
@@ -188,13 +198,15 @@ pub fn resolve_model(spec: &str) -> Result<PathBuf, ModelError> {
     optional("tokenizer_config.json")?;
     optional("generation_config.json")?;
     optional("chat_template.jinja")?;
-    if let Some(index) = optional("model.safetensors.index.json")? {
-        for shard in weight_files(index.parent().unwrap_or(Path::new(".")))? {
-            let name = shard.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
-            handle.get(&name).map_err(|e| hub_error(&name, &e))?;
+    if weights {
+        if let Some(index) = optional("model.safetensors.index.json")? {
+            for shard in weight_files(index.parent().unwrap_or(Path::new(".")))? {
+                let name = shard.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+                handle.get(&name).map_err(|e| hub_error(&name, &e))?;
+            }
+        } else {
+            handle.get("model.safetensors").map_err(|e| hub_error("model.safetensors", &e))?;
         }
-    } else {
-        handle.get("model.safetensors").map_err(|e| hub_error("model.safetensors", &e))?;
     }
     // hf-hub lays every file of one revision in the same snapshot directory.
     Ok(config.parent().expect("a downloaded file has a directory").to_path_buf())

@@ -890,7 +890,13 @@ pub fn export(
 ) -> Result<(ExportSummary, crate::data::DataSummary)> {
     check(config, engine)?;
     let path = &config.model.path;
-    let model_dir = longctx_models::load::resolve_model(path).map_err(|e| Error::from(e).in_file(path))?;
+    if engine == Engine::Torchtune && !Path::new(path).is_dir() {
+        return Err(Error::Config(format!(
+            "{path}: torchtune reads a local checkpoint; download the model (e.g. `hf download {path} --local-dir DIR`) and give its directory"
+        )));
+    }
+    // Only the configuration and tokenizer: the engine loads the weights itself.
+    let model_dir = longctx_models::load::resolve_model_files(path).map_err(|e| Error::from(e).in_file(path))?;
     let (tokenizer, template) =
         longctx_models::load::load_tokenizer(&model_dir).map_err(|e| Error::from(e).in_file(path))?;
     let template = template.ok_or_else(|| {
