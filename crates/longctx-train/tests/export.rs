@@ -182,6 +182,7 @@ fn what_an_engine_cannot_run_is_refused_before_anything_is_written() {
     config.lora.as_mut().unwrap().target_modules = vec!["q_proj".into(), "up_proj".into()];
     let err = export(&config, &text, &out.path().join("e"), Engine::Torchtune, None).unwrap_err().to_string();
     assert!(err.contains("adapts the MLP's three projections together"), "{err}");
+    let (mut config, text) = job_of(Engine::Torchtune);
     config.model.path = "meta-llama/Llama-3.1-8B-Instruct".into();
     let err = export(&config, &text, &out.path().join("f"), Engine::Torchtune, None).unwrap_err().to_string();
     assert!(err.contains("torchtune reads a local checkpoint"), "{err}");
