@@ -812,9 +812,10 @@ The adapter (or, for full fine-tuning, the model) lands in `output/`; evaluate i
 ## Differences from `longctx train`\n\n\
 - LoRA's A matrices start from peft's random initialization, not longctx's (B is zero in both).\n\
 - transformers' AdamW leaves biases and norm weights out of weight decay; longctx decays every\n  trained tensor (the same for LoRA).\n\
-- With several GPUs a step holds `gpus × grad_accum` packs (the global batch grows with the GPUs).\n",
+- With several GPUs a step holds `gpus × grad_accum` packs (the global batch grows with the GPUs).\n{dynamic}",
         name = config.name,
         gpus = job.gpus,
+        dynamic = dynamic_note(job),
         extra = if job.nf4 { "  # bitsandbytes comes with axolotl (QLoRA)" } else { "" },
         model = job.model,
         packs = summary.packs,
@@ -834,6 +835,15 @@ fn launch_accelerate(job: &HfJob, entry: &str) -> String {
         "#!/usr/bin/env bash\n# Runs the job on {gpus} GPU(s) of this machine (written by longctx). Extra arguments go to\n# `accelerate launch` before the script, e.g. --num_machines/--machine_rank/--main_process_ip\n# for several machines.\nset -euo pipefail\ncd \"$(dirname \"$0\")\"\nexec accelerate launch --num_processes {gpus} --num_machines 1 --mixed_precision no --dynamo_backend no \"$@\" {entry}\n",
         gpus = job.gpus
     )
+}
+
+/// The README line on dynamic NTK RoPE, when the job overrides RoPE with it.
+fn dynamic_note(job: &HfJob) -> &'static str {
+    if job.rope.as_ref().is_some_and(|(kind, _)| kind == "dynamic") {
+        "- Dynamic NTK RoPE: transformers keeps the largest scale it has seen in a process (a sequence\n  after a longer one runs at the longer one's scale); longctx scales each sequence by its own length.\n"
+    } else {
+        ""
+    }
 }
 
 fn trl_readme(config: &TrainConfig, job: &HfJob, summary: &ExportSummary) -> String {
@@ -861,9 +871,10 @@ Loss: {loss}.\n\n\
 ## Differences from `longctx train`\n\n\
 - LoRA's A matrices start from peft's random initialization, not longctx's (B is zero in both).\n\
 - transformers' AdamW leaves biases and norm weights out of weight decay; longctx decays every\n  trained tensor (the same for LoRA, which trains no bias or norm).\n\
-- With several GPUs a step holds `gpus × grad_accum` packs (the global batch grows with the GPUs).\n",
+- With several GPUs a step holds `gpus × grad_accum` packs (the global batch grows with the GPUs).\n{dynamic}",
         name = config.name,
         gpus = job.gpus,
+        dynamic = dynamic_note(job),
         extra = if job.nf4 { "  # + bitsandbytes for the NF4 base (QLoRA)" } else { "" },
         model = job.model,
         packs = summary.packs,
