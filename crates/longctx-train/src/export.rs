@@ -840,7 +840,7 @@ fn launch_accelerate(job: &HfJob, entry: &str) -> String {
 /// The README line on dynamic NTK RoPE, when the job overrides RoPE with it.
 fn dynamic_note(job: &HfJob) -> &'static str {
     if job.rope.as_ref().is_some_and(|(kind, _)| kind == "dynamic") {
-        "- Dynamic NTK RoPE: transformers keeps the largest scale it has seen in a process (a sequence\n  after a longer one runs at the longer one's scale); longctx scales each sequence by its own length.\n"
+        "- Dynamic NTK RoPE: transformers keeps the largest scale it has seen in a process (a sequence\n  packed with or after a longer one runs at the longer one's scale); longctx scales each sequence by its own length.\n"
     } else {
         ""
     }
