@@ -264,6 +264,9 @@ fn check(config: &TrainConfig, engine: Engine) -> Result<()> {
             engine.name()
         ));
     }
+    if config.distributed.as_ref().is_some_and(|d| d.gpus == 0) {
+        return bad("[distributed] gpus must be at least 1".into());
+    }
     if let Some(lora) = config.lora() {
         if engine == Engine::Torchtune {
             torchtune_targets(&lora.target_modules)?;
@@ -900,6 +903,12 @@ pub fn export(
     max_steps: Option<usize>,
 ) -> Result<(ExportSummary, crate::data::DataSummary)> {
     check(config, engine)?;
+    if dir.exists() && fs_err::read_dir(dir)?.next().is_some() {
+        return Err(Error::Config(format!(
+            "{}: the export directory is not empty; give a new directory",
+            dir.display()
+        )));
+    }
     let path = &config.model.path;
     if engine == Engine::Torchtune && !Path::new(path).is_dir() {
         return Err(Error::Config(format!(
@@ -975,9 +984,9 @@ fn engine_files(
     files
 }
 
-/// Writes the job of `config` for `engine` into `dir` (which must not exist or be empty), with
-/// `data` encoded by the model's tokenizer and chat template.
-pub fn write_job(
+/// Writes the job of `config` for `engine` into `dir` (checked by [`export`]: allowed, and new
+/// or empty), with `data` encoded by the model's tokenizer and chat template.
+fn write_job(
     config: &TrainConfig,
     config_text: &str,
     data: &[Encoded],
@@ -986,20 +995,10 @@ pub fn write_job(
     engine: Engine,
     max_steps: Option<usize>,
 ) -> Result<ExportSummary> {
-    check(config, engine)?;
     let torchtune = if engine == Engine::Torchtune { Some(TorchtuneModel::read(config, model_dir)?) } else { None };
     let dist = config.distributed.clone().unwrap_or_default();
     let gpus = dist.gpus;
     let sharding: Sharding = dist.sharding.parse().map_err(Error::Config)?;
-    if gpus == 0 {
-        return Err(Error::Config("[distributed] gpus must be at least 1".into()));
-    }
-    if dir.exists() && fs_err::read_dir(dir)?.next().is_some() {
-        return Err(Error::Config(format!(
-            "{}: the export directory is not empty; give a new directory",
-            dir.display()
-        )));
-    }
     if data.is_empty() {
         return Err(Error::Data("no conversation is left to train on".into()));
     }

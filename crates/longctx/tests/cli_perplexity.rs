@@ -25,30 +25,38 @@ fn perplexity_json(extra: &[&str]) -> (serde_json::Value, String) {
     (serde_json::from_str(&raw).unwrap(), raw)
 }
 
-#[test]
-fn json_per_token_equals_transformers() {
+/// transformers' per-token NLL of `model` with windows of `context` moved by `stride`
+/// (tests/fixtures/tiny/perplexity.json).
+fn transformers_nll(model: &str, context: u64, stride: u64) -> Vec<f64> {
     let fixture: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(tiny().join("perplexity.json")).unwrap()).unwrap();
+    fixture["settings"][model]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["context"] == context && s["stride"] == stride)
+        .unwrap()["per_token_nll"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
+}
+
+#[test]
+fn json_per_token_equals_transformers() {
     let (got, raw) = perplexity_json(&["--stride", "64", "--per-token"]);
     assert_eq!(got.as_object().unwrap().len(), 4);
     let at = |k: &str| raw.find(&format!("\"{k}\"")).unwrap_or_else(|| panic!("no {k} in {raw}"));
     assert!(at("tokens") < at("nll_sum") && at("nll_sum") < at("ppl") && at("ppl") < at("per_token_nll"));
-    let want = fixture["settings"]["llama_dynamic2"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["context"] == 128 && s["stride"] == 64)
-        .unwrap()["per_token_nll"]
-        .as_array()
-        .unwrap()
-        .clone();
+    let want = transformers_nll("llama_dynamic2", 128, 64);
     let got_nll = got["per_token_nll"].as_array().unwrap();
     assert_eq!(got["tokens"].as_u64().unwrap() as usize, want.len());
     assert_eq!(got_nll.len(), want.len());
     for (g, w) in got_nll.iter().zip(&want) {
-        assert!((g.as_f64().unwrap() - w.as_f64().unwrap()).abs() <= 1e-4);
+        assert!((g.as_f64().unwrap() - w).abs() <= 1e-4);
     }
-    let sum: f64 = want.iter().map(|w| w.as_f64().unwrap()).sum();
+    let sum: f64 = want.iter().sum();
     assert!((got["nll_sum"].as_f64().unwrap() - sum).abs() < 1e-2);
 
     // A RoPE override changes the scores; without --per-token the list is empty.
@@ -83,20 +91,7 @@ fn bad_arguments_are_explained() {
 /// the model's own RoPE up to its 64 positions and departs after; linear ×4 departs at once.
 #[test]
 fn lengths_sweep_every_variant_and_equal_transformers() {
-    let fixture: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(tiny().join("perplexity.json")).unwrap()).unwrap();
-    let first_window: Vec<f64> = fixture["settings"]["llama"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["context"] == 128 && s["stride"] == 64)
-        .unwrap()["per_token_nll"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .take(127)
-        .map(|x| x.as_f64().unwrap())
-        .collect();
+    let first_window: Vec<f64> = transformers_nll("llama", 128, 64).into_iter().take(127).collect();
     let dir = tempfile::tempdir().unwrap();
     let plot = dir.path().join("ppl.svg");
     let model = tiny().join("llama");
