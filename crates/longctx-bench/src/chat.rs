@@ -30,6 +30,11 @@ pub const JUDGE_SYSTEM: &str = "You're a good assistant at evaluating the qualit
 /// `LongBench_Chat/prompt_fs.txt` (data/longbench_chat/, Apache-2.0).
 pub const PROMPT_FS: &str = include_str!("../../../data/longbench_chat/prompt_fs.txt");
 
+/// The judge prompt without few-shot answers, for LongBench's open-ended tasks (which have no
+/// rated example answers): `prompt_fs.txt` with its block of three rated answers left out
+/// (data/longbench_chat/prompt_zs.txt; slots: question, reference, answer).
+pub const PROMPT_ZS: &str = include_str!("../../../data/longbench_chat/prompt_zs.txt");
+
 /// `LongBench_Chat/few_shots.json`.
 const FEW_SHOTS: &str = include_str!("../../../data/longbench_chat/few_shots.json");
 
@@ -154,6 +159,31 @@ pub fn judge_prompt(template: &str, case: &TestCase, shots: &[FewShot], predicti
         .map_err(|e| Error::Template { dataset: "longbench-chat".into(), message: format!("case {}: {e}", case.idx) })
 }
 
+/// The zero-shot judge message ([`PROMPT_ZS`]) for a question, its reference answer and a
+/// prediction (already in [`official_prediction`] form).
+pub fn judge_prompt_zero_shot(query: &str, reference: &str, prediction: &str) -> Result<String> {
+    python_format(PROMPT_ZS, &[query.to_string(), reference.to_string(), prediction.to_string()])
+        .map_err(|e| Error::Template { dataset: "longbench-chat".into(), message: e })
+}
+
+/// A test case's prompt as the official script gives it to the model: when its tokens (no
+/// special tokens) exceed `max_length`, the text of the first and of the last `max_length / 2`
+/// tokens, each decoded without special tokens.
+pub fn truncate_prompt(
+    prompt: &str,
+    tokenizer: &dyn longctx_core::Tokenizer,
+    max_length: usize,
+) -> Result<crate::prompt::Truncated> {
+    let ids = tokenizer.encode(prompt, false)?;
+    if ids.len() <= max_length {
+        return Ok(crate::prompt::Truncated { text: prompt.to_string(), original_tokens: ids.len(), truncated: false });
+    }
+    let half = max_length / 2;
+    let mut text = tokenizer.decode(&ids[..half], true)?;
+    text.push_str(&tokenizer.decode(&ids[ids.len() - half..], true)?);
+    Ok(crate::prompt::Truncated { text, original_tokens: ids.len(), truncated: true })
+}
+
 static BRACKETS: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\[\[([^\]]+)\]\]").expect("a valid regex"));
 static NUMBER: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"[0-9]+\.[0-9]+|[0-9]+").expect("a valid regex"));
 
@@ -167,16 +197,16 @@ pub fn parse_rating(reply: &str) -> Option<f64> {
     number.as_str().parse().ok()
 }
 
-/// The longest judge reply asked for (the official script sets no limit; GPT-4's analyses run
-/// to a few hundred tokens).
+/// The longest judge reply asked for by default (the official script sets no limit; GPT-4's
+/// analyses run to a few hundred tokens).
 pub const JUDGE_MAX_TOKENS: usize = 1024;
 
 /// One judge's verdict on one case: the rating (none: unparsed after every try), and every raw
 /// reply and call failure, in order — a line of a judgements file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Judgement {
-    /// The test case.
-    pub idx: usize,
+    /// The item: a LongBench-Chat case's `idx`, or a LongBench sample's id.
+    pub id: String,
     /// The judge's name.
     pub judge: String,
     /// The rating; `None` when no reply held one after [`JUDGE_TRIES`] tries.
@@ -199,14 +229,21 @@ impl Judgement {
     }
 }
 
-/// Asks `judge` for the rating of one case, as the official script does: the system prompt and
-/// `prompt` (from [`judge_prompt`]) at temperature 0, again while the reply holds no rating or
-/// the call fails, at most [`JUDGE_TRIES`] times.
-pub fn judge_case(name: &str, judge: &dyn longctx_core::ChatModel, idx: usize, prompt: &str) -> Judgement {
+/// Asks `judge` for the rating of one item, as the official script does: the system prompt and
+/// `prompt` (from [`judge_prompt`]) at temperature 0 with replies of at most `max_tokens`
+/// tokens, again while the reply holds no rating or the call fails, at most [`JUDGE_TRIES`]
+/// times.
+pub fn judge_case(
+    name: &str,
+    judge: &dyn longctx_core::ChatModel,
+    id: &str,
+    prompt: &str,
+    max_tokens: usize,
+) -> Judgement {
     let messages =
         [longctx_core::ChatMessage::new("system", JUDGE_SYSTEM), longctx_core::ChatMessage::new("user", prompt)];
     let mut j = Judgement {
-        idx,
+        id: id.to_string(),
         judge: name.to_string(),
         rating: None,
         tries: 0,
@@ -216,7 +253,7 @@ pub fn judge_case(name: &str, judge: &dyn longctx_core::ChatModel, idx: usize, p
     };
     while j.tries < JUDGE_TRIES && j.rating.is_none() {
         j.tries += 1;
-        match judge.chat(&messages, JUDGE_MAX_TOKENS) {
+        match judge.chat(&messages, max_tokens) {
             Ok(reply) => {
                 j.usage += reply.usage;
                 j.rating = parse_rating(&reply.text);
@@ -385,14 +422,20 @@ mod tests {
 
     #[test]
     fn a_judge_is_asked_again_until_it_rates_then_recorded_unparsed() {
-        let j = judge_case("a", &scripted(vec![Ok("Good."), Err("HTTP 503"), Ok("Rating: [[7]]")]), 3, "p");
+        let j = judge_case(
+            "a",
+            &scripted(vec![Ok("Good."), Err("HTTP 503"), Ok("Rating: [[7]]")]),
+            "3",
+            "p",
+            JUDGE_MAX_TOKENS,
+        );
         assert_eq!((j.rating, j.tries, j.replies.len(), j.errors.len()), (Some(7.0), 3, 2, 1));
         assert_eq!(j.usage.requests, 2);
         assert!((j.usage.cost_usd - 1.0).abs() < 1e-12);
-        let never = judge_case("a", &scripted(vec![Ok("I cannot rate this.")]), 3, "p");
+        let never = judge_case("a", &scripted(vec![Ok("I cannot rate this.")]), "3", "p", JUDGE_MAX_TOKENS);
         assert_eq!((never.rating, never.tries, never.replies.len()), (None, JUDGE_TRIES, JUDGE_TRIES));
         assert!(never.is_final(), "replies were paid for: not asked again on resume");
-        let down = judge_case("a", &scripted(vec![Err("connection refused")]), 3, "p");
+        let down = judge_case("a", &scripted(vec![Err("connection refused")]), "3", "p", JUDGE_MAX_TOKENS);
         assert_eq!((down.rating, down.errors.len()), (None, JUDGE_TRIES));
         assert!(!down.is_final(), "nothing was paid: judged again on resume");
     }
@@ -402,13 +445,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("judgements.jsonl");
         assert!(read_judgements(&path).unwrap().is_empty());
-        let a = judge_case("a", &scripted(vec![Ok("[[8]]")]), 1, "p");
-        let b = judge_case("b", &scripted(vec![Ok("none")]), 1, "p");
+        let a = judge_case("a", &scripted(vec![Ok("[[8]]")]), "1", "p", JUDGE_MAX_TOKENS);
+        let b = judge_case("b", &scripted(vec![Ok("none")]), "1", "p", JUDGE_MAX_TOKENS);
         append_judgement(&path, &a).unwrap();
         append_judgement(&path, &b).unwrap();
         assert_eq!(read_judgements(&path).unwrap(), [a.clone(), b]);
         let mut text = fs_err::read_to_string(&path).unwrap();
-        text.push_str("{\"idx\": 2, \"jud");
+        text.push_str("{\"id\": \"2\", \"jud");
         fs_err::write(&path, &text).unwrap();
         assert_eq!(read_judgements(&path).unwrap().len(), 2);
         fs_err::write(&path, format!("garbage\n{}\n", serde_json::to_string(&a).unwrap())).unwrap();

@@ -9,6 +9,7 @@
 //! RUN_DIR/<variant>/<dataset>.jsonl         predictions, one JSON object per line
 //! RUN_DIR/<variant>/result.json             LongBench eval.py scores (optional)
 //! RUN_DIR/<variant>/failed/<dataset>.jsonl  failed samples, {"id", "dataset", "error"} (optional)
+//! RUN_DIR/judgements.json                   LLM judges' ratings and agreement (optional; see [`judges`])
 //! ```
 //!
 //! Prediction lines need LongBench's keys `pred`, `answers`, `all_classes` and `length`;
@@ -51,6 +52,7 @@
 
 mod error;
 mod glyphs;
+pub mod judges;
 pub mod manifest;
 pub mod plot;
 pub mod render;
@@ -91,10 +93,19 @@ pub fn write_report(run_dir: &Path, options: &ReportOptions) -> Result<ReportPat
     let manifest = Manifest::load(&run_dir.join("manifest.json"))?;
     let report = if manifest.suite == "ruler" {
         ruler::build(run_dir, &manifest)?
+    } else if manifest.suite == "longbench-chat" {
+        judges::build(run_dir, &manifest)?
     } else {
         let summary = RunSummary::load(run_dir)?;
         let baseline = summary.baseline(options.baseline.as_deref())?;
-        Report::build(&summary, baseline)
+        let mut report = Report::build(&summary, baseline);
+        // Judges of the open-ended tasks (`longctx judge`), after the score tables.
+        if let Some(j) = judges::load(run_dir)? {
+            let (sections, plots) = judges::views(&j);
+            report.sections.extend(sections);
+            report.plots.extend(plots);
+        }
+        report
     };
     let out = options.out_dir.clone().unwrap_or_else(|| run_dir.join("report"));
     let plot_dir = out.join("plots");

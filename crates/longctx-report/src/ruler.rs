@@ -111,11 +111,24 @@ pub fn build(run_dir: &Path, manifest: &Manifest) -> Result<Report> {
         sections.extend(views);
         plots.extend(heatmap);
     }
+    let header = run_header(manifest);
+    Ok(Report {
+        title: format!("longctx report: {}", manifest.experiment),
+        header,
+        sections,
+        plots,
+        plots_after: 1,
+        notes: Vec::new(),
+    })
+}
+
+/// The report header of a run: experiment, status, suite, config hash, models, times, totals.
+pub(crate) fn run_header(manifest: &Manifest) -> Vec<(String, String)> {
     let t = &manifest.totals;
-    let header = vec![
+    vec![
         ("Experiment".into(), manifest.experiment.clone()),
         ("Status".into(), manifest.status.clone()),
-        ("Suite".into(), "ruler".into()),
+        ("Suite".into(), manifest.suite.clone()),
         ("Config hash".into(), manifest.config_hash.clone()),
         (
             "Models".into(),
@@ -135,15 +148,7 @@ pub fn build(run_dir: &Path, manifest: &Manifest) -> Result<Report> {
                 t.samples, t.failed, t.prompt_tokens, t.completion_tokens, t.cost_usd
             ),
         ),
-    ];
-    Ok(Report {
-        title: format!("longctx report: {}", manifest.experiment),
-        header,
-        sections,
-        plots,
-        plots_after: 1,
-        notes: Vec::new(),
-    })
+    ]
 }
 
 /// One variant's task × length table and, when it swept needle depths, its depth × length

@@ -150,6 +150,84 @@ pub struct Experiment {
     /// Prices and budget.
     #[serde(default)]
     pub pricing: PricingConfig,
+    /// LLM judges of open answers (`[[judge]]`): LongBench-Chat, LongBench's open-ended tasks.
+    #[serde(default, rename = "judge", skip_serializing_if = "Vec::is_empty")]
+    pub judges: Vec<JudgeConfig>,
+}
+
+/// An LLM judge: any OpenAI-compatible chat endpoint (a hosted model, vLLM, `longctx serve`).
+/// Its prices are `[pricing] prices.<name>` (or of its `model`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JudgeConfig {
+    /// The judge's name (its judgements file and column in the report).
+    pub name: String,
+    /// Base URL of the endpoint.
+    pub base_url: String,
+    /// The model name sent with each request.
+    pub model: String,
+    /// Environment variable holding the API key (none: no `Authorization` header).
+    pub api_key_env: Option<String>,
+    /// Requests in flight (default 4).
+    pub concurrency: Option<usize>,
+    /// Seconds before a request times out (default 120).
+    pub timeout_s: Option<f64>,
+    /// Retries of a failed request (429, 5xx, timeouts, connection errors) within one try
+    /// (default 4).
+    pub max_retries: Option<u32>,
+    /// Delay before the first retry, doubled after each (default 0.5 s).
+    pub backoff_s: Option<f64>,
+    /// The longest reply asked for, in tokens (default 1024).
+    pub max_tokens: Option<usize>,
+    /// Shuffle the three few-shot answers of each case in an order drawn from this seed and the
+    /// judge's name (default: the official order).
+    pub shuffle_seed: Option<u64>,
+}
+
+impl JudgeConfig {
+    /// The endpoint settings, with the judge's prices.
+    pub fn endpoint_config(&self, pricing: &PricingConfig) -> EndpointConfig {
+        let d = EndpointConfig::default();
+        let price = pricing.prices.get(&self.name).copied().unwrap_or_else(|| pricing.price(&self.model));
+        EndpointConfig {
+            base_url: self.base_url.clone(),
+            model: self.model.clone(),
+            api_key_env: self.api_key_env.clone(),
+            timeout_s: self.timeout_s.unwrap_or(120.0),
+            max_retries: self.max_retries.unwrap_or(d.max_retries),
+            backoff_s: self.backoff_s.unwrap_or(d.backoff_s),
+            usd_per_m_input: price.input,
+            usd_per_m_output: price.output,
+            usd_per_request: price.per_request,
+            ..d
+        }
+    }
+
+    /// Checks one judge entry.
+    pub fn validate(&self) -> Result<()> {
+        let n = &self.name;
+        if n.is_empty() || n.contains(['/', '\\']) || n.starts_with('.') {
+            invalid!("[[judge]] `name` must be a plain file name, not `{n}`");
+        }
+        if self.base_url.is_empty() || self.model.is_empty() {
+            invalid!("judge `{n}` needs `base_url` and `model`");
+        }
+        if self.concurrency == Some(0) || self.max_tokens == Some(0) {
+            invalid!("judge `{n}`: `concurrency` and `max_tokens` must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// Checks a list of judges: each entry, and distinct names.
+pub fn validate_judges(judges: &[JudgeConfig]) -> Result<()> {
+    for (i, j) in judges.iter().enumerate() {
+        j.validate()?;
+        if judges[..i].iter().any(|o| o.name == j.name) {
+            invalid!("two judges are named `{}`", j.name);
+        }
+    }
+    Ok(())
 }
 
 fn default_output_dir() -> PathBuf {
@@ -401,6 +479,102 @@ pub struct BenchmarkConfig {
     pub squad: Option<PathBuf>,
     /// RULER: HotpotQA dev JSON (qa_2).
     pub hotpotqa: Option<PathBuf>,
+    /// LongBench-Chat: the official `test_cases.json` (a JSON array of `{idx, prompt, query,
+    /// answer}`).
+    pub test_cases: Option<PathBuf>,
+    /// LongBench-Chat: prompts longer than this many tokens (no special tokens) lose their
+    /// middle, as the official script cuts them (default 64,000; never more than the model's
+    /// `max_prompt_tokens`).
+    pub max_length: Option<usize>,
+    /// LongBench-Chat: greedy decoding instead of the official sampling at temperature 1.0.
+    pub greedy: Option<bool>,
+}
+
+impl BenchmarkConfig {
+    /// Checks the settings against the suite.
+    fn validate(&self) -> Result<()> {
+        let b = self;
+        let chat_keys = [
+            ("test_cases", b.test_cases.is_some()),
+            ("max_length", b.max_length.is_some()),
+            ("greedy", b.greedy.is_some()),
+        ];
+        if b.suite != "longbench-chat" {
+            if let Some((k, _)) = chat_keys.iter().find(|k| k.1) {
+                invalid!("`{k}` is a LongBench-Chat setting; this benchmark's suite is `{}`", b.suite);
+            }
+        }
+        match b.suite.as_str() {
+            "longbench-chat" => {
+                if b.test_cases.is_none() {
+                    invalid!(
+                        "suite \"longbench-chat\" needs `test_cases`: the path of LongBench_Chat/test_cases.json from THUDM/LongAlign"
+                    );
+                }
+                let other = [
+                    ("data_dir", b.data_dir.is_some()),
+                    ("datasets", b.datasets.is_some()),
+                    ("lengths", b.lengths.is_some()),
+                    ("samples", b.samples.is_some()),
+                    ("tasks", b.tasks.is_some()),
+                    ("depths", b.depths.is_some()),
+                    ("seed", b.seed.is_some()),
+                    ("threshold", b.threshold.is_some()),
+                    ("words", b.words.is_some()),
+                ];
+                if let Some((k, _)) = other.iter().find(|k| k.1) {
+                    invalid!(
+                        "suite \"longbench-chat\" takes `test_cases`, `max_length`, `greedy` and `limit`, not `{k}`"
+                    );
+                }
+                if b.max_length == Some(0) {
+                    invalid!("`max_length` must be a positive number of tokens");
+                }
+            }
+            "longbench" | "longbench-e" => {
+                let ruler_keys = [
+                    ("lengths", b.lengths.is_some()),
+                    ("samples", b.samples.is_some()),
+                    ("tasks", b.tasks.is_some()),
+                    ("depths", b.depths.is_some()),
+                    ("seed", b.seed.is_some()),
+                    ("threshold", b.threshold.is_some()),
+                    ("words", b.words.is_some()),
+                    ("essay", b.essay.is_some()),
+                    ("squad", b.squad.is_some()),
+                    ("hotpotqa", b.hotpotqa.is_some()),
+                ];
+                if let Some((k, _)) = ruler_keys.iter().find(|k| k.1) {
+                    invalid!("`{k}` is a RULER setting; this benchmark's suite is `{}`", b.suite);
+                }
+            }
+            "ruler" => {
+                if b.datasets.is_some() || b.data_dir.is_some() || b.limit.is_some() {
+                    invalid!(
+                        "suite \"ruler\" takes `tasks`, `lengths` and `samples`, not `datasets`, `data_dir` or `limit`"
+                    );
+                }
+                match &b.lengths {
+                    None => invalid!("suite \"ruler\" needs `lengths` (e.g. [4096, 8192])"),
+                    Some(l) if l.is_empty() || l.contains(&0) => invalid!("`lengths` must be positive token counts"),
+                    Some(_) => {}
+                }
+                if b.samples == Some(0) {
+                    invalid!("`samples` must be at least 1");
+                }
+                if let Some(t) = b.threshold {
+                    if !(0.0..=100.0).contains(&t) {
+                        invalid!("`threshold` must be between 0 and 100");
+                    }
+                }
+                for t in b.tasks.iter().flatten() {
+                    longctx_bench::ruler::task(t)?;
+                }
+            }
+            other => invalid!("suite `{other}` is not one of longbench, longbench-e, longbench-chat, ruler"),
+        }
+        Ok(())
+    }
 }
 
 fn default_suite() -> String {
@@ -699,50 +873,8 @@ impl Experiment {
         if self.strategies.is_empty() {
             invalid!("no [[strategy]]");
         }
-        let b = &self.benchmark;
-        match b.suite.as_str() {
-            "longbench" | "longbench-e" => {
-                let ruler_keys = [
-                    ("lengths", b.lengths.is_some()),
-                    ("samples", b.samples.is_some()),
-                    ("tasks", b.tasks.is_some()),
-                    ("depths", b.depths.is_some()),
-                    ("seed", b.seed.is_some()),
-                    ("threshold", b.threshold.is_some()),
-                    ("words", b.words.is_some()),
-                    ("essay", b.essay.is_some()),
-                    ("squad", b.squad.is_some()),
-                    ("hotpotqa", b.hotpotqa.is_some()),
-                ];
-                if let Some((k, _)) = ruler_keys.iter().find(|k| k.1) {
-                    invalid!("`{k}` is a RULER setting; this benchmark's suite is `{}`", b.suite);
-                }
-            }
-            "ruler" => {
-                if b.datasets.is_some() || b.data_dir.is_some() || b.limit.is_some() {
-                    invalid!(
-                        "suite \"ruler\" takes `tasks`, `lengths` and `samples`, not `datasets`, `data_dir` or `limit`"
-                    );
-                }
-                match &b.lengths {
-                    None => invalid!("suite \"ruler\" needs `lengths` (e.g. [4096, 8192])"),
-                    Some(l) if l.is_empty() || l.contains(&0) => invalid!("`lengths` must be positive token counts"),
-                    Some(_) => {}
-                }
-                if b.samples == Some(0) {
-                    invalid!("`samples` must be at least 1");
-                }
-                if let Some(t) = b.threshold {
-                    if !(0.0..=100.0).contains(&t) {
-                        invalid!("`threshold` must be between 0 and 100");
-                    }
-                }
-                for t in b.tasks.iter().flatten() {
-                    longctx_bench::ruler::task(t)?;
-                }
-            }
-            other => invalid!("suite `{other}` is not one of longbench, longbench-e, ruler"),
-        }
+        self.benchmark.validate()?;
+        validate_judges(&self.judges)?;
         if let Some(b) = self.pricing.budget_usd {
             if b.is_nan() || b < 0.0 {
                 invalid!("budget_usd must be a non-negative number");
@@ -763,6 +895,12 @@ impl Experiment {
                     if self.benchmark.suite == "ruler" {
                         // Samples are generated: the same ids hold other samples under another seed.
                         identity["ruler_seed"] = serde_json::json!(self.benchmark.seed.unwrap_or(42));
+                    }
+                    if self.benchmark.suite == "longbench-chat" {
+                        identity["longbench_chat"] = serde_json::json!({
+                            "max_length": self.benchmark.max_length.unwrap_or(longctx_bench::chat::MAX_LENGTH),
+                            "greedy": self.benchmark.greedy.unwrap_or(false),
+                        });
                     }
                     out.push(Variant {
                         name: format!("{prefix}{name}"),
@@ -943,7 +1081,7 @@ datasets = ["qasper"]
                 n += 1;
             }
         }
-        assert_eq!(n, 11);
+        assert_eq!(n, 15);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //!   fitted with) and strategies.
 //! - [`store`]: the run directory (`manifest.json`, append-only prediction files).
 //! - [`run()`]: the run loop; [`inspect()`]: what the model receives for one sample.
+//! - [`judge`]: LLM judges of open answers (LongBench-Chat), their agreement.
 //!
 //! ```
 //! use longctx_runner::Experiment;
@@ -38,6 +39,7 @@ macro_rules! invalid {
 mod error;
 pub mod experiment;
 mod inspect;
+pub mod judge;
 pub mod plan;
 pub mod ruler;
 mod run;

@@ -48,6 +48,50 @@ pub struct Plan {
     pub datasets: Vec<&'static DatasetSpec>,
     /// The RULER suite's tasks and lengths, when the suite is `ruler`.
     pub ruler: Option<RulerPlan>,
+    /// LongBench-Chat's test cases and settings, when the suite is `longbench-chat`.
+    pub chat: Option<ChatPlan>,
+}
+
+/// The name of LongBench-Chat's predictions file in a variant's directory (`longbench-chat.jsonl`).
+pub const CHAT_DATASET: &str = "longbench-chat";
+
+/// What a LongBench-Chat run generates.
+pub struct ChatPlan {
+    /// The test cases, in file order.
+    pub cases: Vec<longctx_bench::chat::TestCase>,
+    /// Prompts are cut in the middle above this many tokens (and above the model's budget).
+    pub max_length: usize,
+    /// Sampling temperature of the answers: 1.0 as the official script, 0 when greedy.
+    pub temperature: f64,
+}
+
+impl ChatPlan {
+    fn new(b: &crate::experiment::BenchmarkConfig) -> Result<Self> {
+        let path = b.test_cases.as_ref().expect("validated");
+        let mut cases = longctx_bench::chat::read_test_cases(path)?;
+        if let Some(n) = b.limit {
+            cases.truncate(n);
+        }
+        Ok(Self {
+            cases,
+            max_length: b.max_length.unwrap_or(longctx_bench::chat::MAX_LENGTH),
+            temperature: if b.greedy.unwrap_or(false) { 0.0 } else { 1.0 },
+        })
+    }
+
+    /// The test cases as samples: the prompt is the context (no template around it), the query
+    /// the input, the reference answer the only answer.
+    pub fn samples(&self) -> Vec<Sample> {
+        self.cases
+            .iter()
+            .map(|c| {
+                let mut s = Sample::new(c.idx.to_string(), c.prompt.clone(), c.query.clone());
+                s.answers = vec![c.answer.clone()];
+                s.dataset = CHAT_DATASET.to_string();
+                s
+            })
+            .collect()
+    }
 }
 
 /// What a RULER run generates: tasks × lengths, each a "dataset" of the run store
@@ -164,19 +208,24 @@ impl Plan {
     pub fn parse(text: String) -> Result<Self> {
         let experiment = Experiment::parse(&text)?;
         let variants = experiment.variants()?;
-        if experiment.benchmark.suite == "ruler" {
-            let ruler = RulerPlan::new(&experiment.benchmark)?;
+        // RULER generates its samples; LongBench-Chat reads its test file.
+        let (ruler, chat) = match experiment.benchmark.suite.as_str() {
+            "ruler" => (Some(RulerPlan::new(&experiment.benchmark)?), None),
+            "longbench-chat" => (None, Some(ChatPlan::new(&experiment.benchmark)?)),
+            _ => (None, None),
+        };
+        if ruler.is_some() || chat.is_some() {
             let models = experiment.models();
-            let source = DataSource::official_hub();
             return Ok(Self {
                 text,
                 experiment,
                 models,
                 variants,
                 suite: Suite::LongBench,
-                source,
+                source: DataSource::official_hub(),
                 datasets: Vec::new(),
-                ruler: Some(ruler),
+                ruler,
+                chat,
             });
         }
         let suite = if experiment.benchmark.suite == "longbench-e" { Suite::LongBenchE } else { Suite::LongBench };
@@ -204,7 +253,7 @@ impl Plan {
             invalid!("no datasets to run (none given, and none found in the data directory)");
         }
         let models = experiment.models();
-        Ok(Self { text, experiment, models, variants, suite, source, datasets, ruler: None })
+        Ok(Self { text, experiment, models, variants, suite, source, datasets, ruler: None, chat: None })
     }
 
     /// The samples of a dataset, the first `limit` of them.
@@ -327,6 +376,24 @@ impl ModelRuntime {
             max_new_tokens: self.config.max_new_tokens.map_or(budget, |cap| cap.min(budget)),
             stop: Vec::new(),
             temperature: self.config.temperature,
+            seed: self.config.seed,
+        }
+    }
+
+    /// The request for a LongBench-Chat prompt: one user turn (in the chat template unless
+    /// the model config turns it off), the official 1024 new tokens (capped by
+    /// `max_new_tokens`), at `temperature`.
+    pub fn chat_request(&self, prompt_text: String, temperature: f64) -> GenerationRequest {
+        let budget = longctx_bench::chat::MAX_NEW_TOKENS;
+        GenerationRequest {
+            prompt: if self.config.chat_template == Some(false) {
+                PromptInput::Text(prompt_text)
+            } else {
+                PromptInput::Chat(vec![ChatMessage::new("user", prompt_text)])
+            },
+            max_new_tokens: self.config.max_new_tokens.map_or(budget, |cap| cap.min(budget)),
+            stop: Vec::new(),
+            temperature,
             seed: self.config.seed,
         }
     }
@@ -478,6 +545,41 @@ pub fn apply_ruler(
     model: &ModelRuntime,
 ) -> Result<Applied> {
     strategy.apply(sample, template, model.tokenizer(), model.config.max_prompt_tokens).map_err(Error::from)
+}
+
+/// The prompt of a LongBench-Chat case: with full context, the official middle cut to
+/// `max_length` tokens (no special tokens; the model's `max_prompt_tokens` if smaller);
+/// another strategy fits the prompt (as its context, with no template around it) to that
+/// budget.
+pub fn apply_chat(
+    strategy: &dyn ContextStrategy,
+    full: bool,
+    sample: &Sample,
+    max_length: usize,
+    model: &ModelRuntime,
+) -> Result<Applied> {
+    let budget = max_length.min(model.config.max_prompt_tokens);
+    if !full {
+        return strategy.apply(sample, "{context}", model.tokenizer(), budget).map_err(Error::from);
+    }
+    let t = longctx_bench::chat::truncate_prompt(&sample.context, model.tokenizer(), budget)?;
+    let after = if t.truncated {
+        longctx_core::Tokenizer::encode(model.tokenizer(), &t.text, false).map_err(longctx_bench::Error::from)?.len()
+    } else {
+        t.original_tokens
+    };
+    Ok(Applied {
+        prompt: t.text,
+        context_tokens_before: t.original_tokens,
+        // As full context elsewhere: the prompt is built from the whole context, then cut.
+        context_tokens_after: t.original_tokens,
+        prompt_tokens_before: t.original_tokens,
+        prompt_tokens: after,
+        truncated: t.truncated,
+        n_chunks: None,
+        kept_chunks: None,
+        usage: longctx_core::Usage::default(),
+    })
 }
 
 /// The strategy's prompt for a sample, with the dataset's official template.

@@ -80,8 +80,11 @@ pub struct RunSummary {
     pub totals: Totals,
     /// The budget, if any.
     pub budget: Option<f64>,
-    /// US dollars spent by the run (every session).
+    /// US dollars spent by the run (every session; judges not included).
     pub spent: f64,
+    /// What the experiment's `[[judge]]`s did after generation (none without judges, or when
+    /// generation did not complete).
+    pub judging: Option<crate::judge::JudgeReport>,
 }
 
 /// One sample of one variant, sent to a worker with the cost reserved for it.
@@ -191,7 +194,24 @@ pub fn run_with(
     manifest.save(&run_dir)?;
     result?;
     scored?;
+    // Judges rate what was generated once every sample was attempted.
+    let judging = if plan.experiment.judges.is_empty() || state.outcome != Outcome::Complete {
+        None
+    } else {
+        let judges = plan
+            .experiment
+            .judges
+            .iter()
+            .map(|j| crate::judge::Judge::connect(j, &plan.experiment.pricing))
+            .collect::<Result<Vec<_>>>()?;
+        eprintln!(
+            "judging with {}",
+            plan.experiment.judges.iter().map(|j| j.name.as_str()).collect::<Vec<_>>().join(", ")
+        );
+        Some(crate::judge::judge_run(&run_dir, &judges, interrupt)?)
+    };
     Ok(RunSummary {
+        judging,
         run_dir,
         outcome: state.outcome,
         status: status.to_string(),
@@ -268,10 +288,14 @@ fn new_manifest(plan: &Plan, config_hash: &str, previous: Option<Manifest>) -> M
 enum SetKind {
     LongBench(&'static DatasetSpec),
     Ruler(&'static Task, usize),
+    Chat,
 }
 
 /// The datasets of a run in order, with their file stems.
 fn sets(plan: &Plan) -> Vec<(String, SetKind)> {
+    if plan.chat.is_some() {
+        return vec![(plan::CHAT_DATASET.to_string(), SetKind::Chat)];
+    }
     match &plan.ruler {
         Some(r) => r.sets.iter().map(|(t, l, name)| (name.clone(), SetKind::Ruler(t, *l))).collect(),
         None => plan.datasets.iter().map(|d| (d.name.to_string(), SetKind::LongBench(d))).collect(),
@@ -300,6 +324,13 @@ fn run_models(
                     ids.truncate(n);
                 }
                 ids.into_iter().map(|id| Sample::new(id, "", "")).collect()
+            }
+            SetKind::Chat => {
+                let mut s = plan.chat.as_ref().expect("a LongBench-Chat plan").samples();
+                if let Some(n) = options.limit {
+                    s.truncate(n);
+                }
+                s
             }
         });
     }
@@ -343,6 +374,12 @@ fn run_models(
                             rt,
                             price,
                         };
+                        run_dataset(&job, files, state)?;
+                    }
+                    SetKind::Chat => {
+                        let chat = plan.chat.as_ref().expect("a LongBench-Chat plan");
+                        let kind = JobKind::Chat { max_length: chat.max_length, temperature: chat.temperature };
+                        let job = Job { name, kind, samples, variants: &variants, strategies, rt, price };
                         run_dataset(&job, files, state)?;
                     }
                     SetKind::Ruler(task, length) => {
@@ -430,6 +467,8 @@ enum JobKind<'a> {
     LongBench(&'static DatasetSpec),
     /// Generated RULER samples: per-sample templates and answer prefixes.
     Ruler { task: &'static Task, generated: &'a [Generated], templates: &'a [String] },
+    /// LongBench-Chat: the whole prompt, cut in the middle as the official script cuts it.
+    Chat { max_length: usize, temperature: f64 },
 }
 
 /// What the workers of one dataset share.
@@ -459,6 +498,7 @@ impl Job<'_> {
         match &self.kind {
             JobKind::LongBench(spec) => self.rt.request(spec, String::new()).max_new_tokens,
             JobKind::Ruler { task, .. } => self.rt.ruler_request(task, String::new(), "").max_new_tokens,
+            JobKind::Chat { temperature, .. } => self.rt.chat_request(String::new(), *temperature).max_new_tokens,
         }
     }
 
@@ -480,6 +520,13 @@ impl Job<'_> {
                     (applied, request)
                 })
             }
+            JobKind::Chat { max_length, temperature } => {
+                let full = matches!(variant.strategy, crate::experiment::VariantStrategy::Full);
+                plan::apply_chat(strategy, full, sample, *max_length, self.rt).map(|applied| {
+                    let request = self.rt.chat_request(applied.prompt.clone(), *temperature);
+                    (applied, request)
+                })
+            }
         };
         let result = prepared.map_err(|e| error_chain(&e)).and_then(|(applied, request)| {
             self.rt
@@ -495,6 +542,12 @@ impl Job<'_> {
                         line["depth"] = json!(g.depth);
                         line["haystack"] = json!(g.haystack);
                         line["answer_prefix"] = json!(g.answer_prefix);
+                    }
+                    if let JobKind::Chat { .. } = &self.kind {
+                        // The prompt's length in tokens (as the official script counts them),
+                        // and what the judges need besides the answer.
+                        line["length"] = json!(applied.context_tokens_before);
+                        line["query"] = json!(sample.input);
                     }
                     line
                 })
@@ -629,6 +682,10 @@ fn run_dataset(job: &Job<'_>, files: &mut [DatasetFiles], state: &mut State<'_>)
 
 /// Writes each variant's result.json (eval.py's) from the predictions on disk.
 fn score_variants(plan: &Plan, run_dir: &Path) -> Result<()> {
+    if plan.chat.is_some() {
+        // Judges score LongBench-Chat (`longctx judge`, or the run's `[[judge]]`s).
+        return Ok(());
+    }
     if let Some(ruler) = &plan.ruler {
         for v in &plan.variants {
             let dir = run_dir.join(&v.name);

@@ -456,7 +456,17 @@ mod tests {
             }
         }
         names.sort();
-        assert_eq!(names, ["finetune-smollm2", "longalign-llama31-8b", "qlora-vs-lora-f32", "qlora-vs-lora-nf4"]);
+        assert_eq!(
+            names,
+            [
+                "finetune-smollm2",
+                "longalign-llama31-8b",
+                "qlora-vs-lora-f32",
+                "qlora-vs-lora-nf4",
+                "rope-finetune-lora",
+                "rope-finetune-smollm2-lora"
+            ]
+        );
     }
 
     #[test]

@@ -22,6 +22,11 @@ pub(crate) enum Command {
     ///
     /// Ends with each variant's result.json (eval.py's) and a report (Markdown and HTML).
     Run(RunArgs),
+    /// Rate a run's open answers with LLM judges (LongBench-Chat's judge request; LongBench's
+    /// QA and summarization tasks without few-shot examples), then the judges' means, totals
+    /// and agreement in RUN_DIR/judgements.json and the report. Resumes: what a judge answered
+    /// is never asked again.
+    Judge(JudgeArgs),
     /// Print exactly what the model receives for one sample of an experiment (after the
     /// strategy and the chat template), with its token counts.
     Prompt(PromptArgs),
@@ -290,6 +295,21 @@ pub(crate) struct RunArgs {
     /// `budget_usd`).
     #[arg(long)]
     pub(crate) budget_usd: Option<f64>,
+    /// Do not write the report at the end.
+    #[arg(long)]
+    pub(crate) no_report: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct JudgeArgs {
+    /// The run directory (as `longctx run` writes it).
+    pub(crate) run_dir: PathBuf,
+    /// A TOML file of `[[judge]]` entries (and `[pricing]`) to use instead of the run's own.
+    #[arg(long)]
+    pub(crate) judges: Option<PathBuf>,
+    /// Only this judge (repeatable).
+    #[arg(long = "judge", value_name = "NAME")]
+    pub(crate) only: Vec<String>,
     /// Do not write the report at the end.
     #[arg(long)]
     pub(crate) no_report: bool,

@@ -19,6 +19,7 @@ fn main() -> ExitCode {
         .init();
     let result = match cli.command {
         cli::Command::Run(args) => commands::run::run(&args),
+        cli::Command::Judge(args) => commands::run::judge(&args),
         cli::Command::Prompt(args) => commands::prompt::run(&args),
         cli::Command::Report(args) => commands::report::run(&args),
         cli::Command::Serve(args) => longctx_serve::run(&args).map_err(anyhow::Error::from),

@@ -361,3 +361,55 @@ fn prompt_shows_what_the_model_receives() {
     let out = longctx(&["prompt", exp.to_str().unwrap(), "--variant", "nope", "--dataset", "trec", "--index", "0"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("the variants are: full, truncate-end, rag-k5"));
 }
+
+/// LongBench-Chat with SmolLM2 natively (greedy, two cases, the long one cut in the middle), then
+/// `longctx judge` with a judge that is down: its judgements are recorded as pending and the
+/// command fails saying to run it again; without judges it says where they come from.
+#[test]
+fn longbench_chat_runs_and_judging_an_unreachable_judge_leaves_items_pending() {
+    let _one = one_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    let cases = root().join("tests/fixtures/longbench_chat/test_cases.json");
+    let exp = dir.path().join("chat.toml");
+    let text = format!(
+        "name = \"chat\"\noutput_dir = \"{}\"\n{}\nmax_prompt_tokens = 1000\nmax_new_tokens = 8\n[benchmark]\nsuite = \"longbench-chat\"\ntest_cases = \"{}\"\nmax_length = 150\ngreedy = true\nlimit = 2\n[[strategy]]\nkind = \"full\"\n",
+        dir.path().display(),
+        native_model(),
+        cases.display()
+    );
+    fs_err::write(&exp, text).unwrap();
+    let out = longctx(&["run", exp.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let run = dir.path().join("chat");
+    let lines: Vec<Value> = fs_err::read_to_string(run.join("full/longbench-chat.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!((lines[0]["id"].as_str(), lines[0]["truncated"].as_bool()), (Some("26"), Some(false)));
+    assert_eq!((lines[1]["id"].as_str(), lines[1]["truncated"].as_bool()), (Some("49"), Some(true)));
+    assert!(lines[1]["length"].as_u64().unwrap() > 150, "{}", lines[1]);
+    assert!(run.join("report/report.md").is_file());
+
+    let out = longctx(&["judge", run.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("no judges: give `[[judge]]` entries"), "{err}");
+
+    let judges = dir.path().join("judges.toml");
+    let port = free_port();
+    fs_err::write(
+        &judges,
+        format!("[[judge]]\nname = \"down\"\nbase_url = \"http://127.0.0.1:{port}\"\nmodel = \"m\"\nmax_retries = 0\n"),
+    )
+    .unwrap();
+    let out = longctx(&["judge", run.to_str().unwrap(), "--judges", judges.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("2 judgement(s) pending"), "{err}");
+    let stored = fs_err::read_to_string(run.join("full/judgements/down/longbench-chat.jsonl")).unwrap();
+    assert_eq!(stored.lines().count(), 2);
+    let summary: Value = serde_json::from_str(&fs_err::read_to_string(run.join("judgements.json")).unwrap()).unwrap();
+    assert_eq!(summary["pending"], 2);
+    let md = fs_err::read_to_string(run.join("report/report.md")).unwrap();
+    assert!(md.contains("LLM judges"), "{md}");
+}

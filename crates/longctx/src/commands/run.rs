@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use anyhow::{bail, Context, Result};
 use longctx_runner::{Outcome, Plan, RunOptions};
 
-use crate::cli::RunArgs;
+use crate::cli::{JudgeArgs, RunArgs};
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 static INTERRUPTS: AtomicUsize = AtomicUsize::new(0);
@@ -37,10 +37,10 @@ pub(crate) fn run(args: &RunArgs) -> Result<()> {
     install_interrupt_handler();
     let summary = longctx_runner::run(&plan, &options, &INTERRUPTED)?;
     if !args.no_report {
-        let paths = longctx_report::write_report(&summary.run_dir, &longctx_report::ReportOptions::default())
-            .with_context(|| format!("writing the report of {}", summary.run_dir.display()))?;
-        eprintln!("report: {}", paths.html.display());
-        eprintln!("        {}", paths.markdown.display());
+        write_report(&summary.run_dir)?;
+    }
+    if let Some(j) = &summary.judging {
+        judged(j)?;
     }
     let totals = &summary.totals;
     match summary.outcome {
@@ -62,4 +62,45 @@ pub(crate) fn run(args: &RunArgs) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn write_report(run_dir: &std::path::Path) -> Result<()> {
+    let paths = longctx_report::write_report(run_dir, &longctx_report::ReportOptions::default())
+        .with_context(|| format!("writing the report of {}", run_dir.display()))?;
+    eprintln!("report: {}", paths.html.display());
+    eprintln!("        {}", paths.markdown.display());
+    Ok(())
+}
+
+/// Says what a judging session did; an error when items are left to judge.
+fn judged(j: &longctx_runner::judge::JudgeReport) -> Result<()> {
+    eprintln!(
+        "judged: {} judgement(s) written ({} without a rating), judges' cost ${:.4}; summary {}",
+        j.written,
+        j.unrated,
+        j.cost_usd,
+        j.summary.display()
+    );
+    if j.interrupted {
+        bail!("judging interrupted; run `longctx judge` on the run directory to resume");
+    }
+    if j.pending > 0 {
+        bail!(
+            "{} judgement(s) pending (every try failed: see the judge's errors above); run `longctx judge` on the run directory again to retry them",
+            j.pending
+        );
+    }
+    Ok(())
+}
+
+pub(crate) fn judge(args: &JudgeArgs) -> Result<()> {
+    let judges = longctx_runner::judge::load_judges(&args.run_dir, args.judges.as_deref(), &args.only)
+        .with_context(|| format!("the judges of {}", args.run_dir.display()))?;
+    install_interrupt_handler();
+    let report = longctx_runner::judge::judge_run(&args.run_dir, &judges, &INTERRUPTED)
+        .with_context(|| format!("judging {}", args.run_dir.display()))?;
+    if !args.no_report {
+        write_report(&args.run_dir)?;
+    }
+    judged(&report)
 }
