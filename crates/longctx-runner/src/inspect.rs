@@ -57,33 +57,45 @@ pub fn inspect(plan: &Plan, variant: &str, dataset: &str, index: usize) -> Resul
             "`longctx prompt` shows LongBench prompts; RULER's samples are generated per model: see them with `longctx ruler generate`".into(),
         ));
     }
-    let spec = match plan.suite {
-        Suite::LongBench => dataset::dataset(dataset)?,
-        Suite::LongBenchE => dataset::dataset_e(dataset)?,
+    let (name, spec, samples) = if let Some(chat) = &plan.chat {
+        if dataset != plan::CHAT_DATASET {
+            invalid!("a LongBench-Chat experiment has one dataset, `{}`", plan::CHAT_DATASET);
+        }
+        (plan::CHAT_DATASET, None, chat.samples())
+    } else {
+        let spec = match plan.suite {
+            Suite::LongBench => dataset::dataset(dataset)?,
+            Suite::LongBenchE => dataset::dataset_e(dataset)?,
+        };
+        (spec.name, Some(spec), plan.samples(spec, None)?)
     };
-    let samples = plan.samples(spec, None)?;
     let Some(sample) = samples.get(index) else {
-        return Err(Error::Invalid(format!(
-            "{} has {} samples; index {index} is out of range",
-            spec.name,
-            samples.len()
-        )));
+        return Err(Error::Invalid(format!("{name} has {} samples; index {index} is out of range", samples.len())));
     };
     let model_config = &plan.models[v.model_index];
     let rt = ModelRuntime::load(model_config)?;
     let strategy = StrategyFactory::default().build(v, &plan.experiment.pricing)?;
-    let applied = plan::apply(strategy.as_ref(), spec, sample, &rt).map_err(|e| Error::Sample {
-        dataset: spec.name.to_string(),
-        index,
-        id: sample.id.clone(),
-        source: Box::new(e),
-    })?;
-    let request = rt.request(spec, applied.prompt.clone());
+    let in_sample =
+        |e: Error| Error::Sample { dataset: name.to_string(), index, id: sample.id.clone(), source: Box::new(e) };
+    let (applied, request) = match (spec, &plan.chat) {
+        (Some(spec), _) => {
+            let applied = plan::apply(strategy.as_ref(), spec, sample, &rt).map_err(in_sample)?;
+            let request = rt.request(spec, applied.prompt.clone());
+            (applied, request)
+        }
+        (None, Some(chat)) => {
+            let full = matches!(v.strategy, crate::experiment::VariantStrategy::Full);
+            let applied = plan::apply_chat(strategy.as_ref(), full, sample, chat.max_length, &rt).map_err(in_sample)?;
+            let request = rt.chat_request(applied.prompt.clone(), chat.temperature);
+            (applied, request)
+        }
+        (None, None) => unreachable!("a dataset spec or a LongBench-Chat plan"),
+    };
     let rendered = rt.render(&request)?;
     let chat_template = matches!(*rt.model_input(&request), PromptInput::Chat(_));
     Ok(Inspection {
         variant: v.name.clone(),
-        dataset: spec.name,
+        dataset: name,
         index,
         id: sample.id.clone(),
         tokens: rendered.ids.len(),

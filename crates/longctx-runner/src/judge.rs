@@ -258,24 +258,12 @@ fn queues(run_dir: &Path, judges: &[Judge], items: &[Item]) -> Result<Vec<Queue>
 
 /// Judges every item of the run that a judge has not answered yet, `concurrency` calls in
 /// flight per judge; stops asking when `interrupt` is raised. Then writes
-/// `RUN_DIR/judgements.json` from every judgement on disk.
+/// `RUN_DIR/judgements.json` from every judgement on disk. A run with nothing to judge (no
+/// LongBench-Chat, no open-ended LongBench task) gives a report of 0 items and writes nothing.
 pub fn judge_run(run_dir: &Path, judges: &[Judge], interrupt: &AtomicBool) -> Result<JudgeReport> {
     let manifest = Manifest::load(run_dir)?
         .ok_or_else(|| Error::Invalid(format!("{} holds no run (no manifest.json)", run_dir.display())))?;
     let items = items(run_dir, &manifest)?;
-    if items.is_empty() {
-        invalid!(
-            "{}: nothing to judge (judges rate LongBench-Chat and LongBench's open-ended QA and summarization predictions)",
-            run_dir.display()
-        );
-    }
-    let queues = queues(run_dir, judges, &items)?;
-    let total: usize = queues.iter().map(|q| q.lock().map_or(0, |q| q.len())).sum();
-    let bar = ProgressBar::new(total as u64).with_prefix("judging");
-    bar.set_style(
-        ProgressStyle::with_template("{prefix:.bold} [{elapsed_precise}] {wide_bar} {pos}/{len} (ETA {eta}) {msg}")
-            .expect("a valid template"),
-    );
     let mut report = JudgeReport {
         items: items.len(),
         written: 0,
@@ -285,6 +273,16 @@ pub fn judge_run(run_dir: &Path, judges: &[Judge], interrupt: &AtomicBool) -> Re
         interrupted: false,
         summary: run_dir.join(SUMMARY_FILE),
     };
+    if items.is_empty() {
+        return Ok(report);
+    }
+    let queues = queues(run_dir, judges, &items)?;
+    let total: usize = queues.iter().map(|q| q.lock().map_or(0, |q| q.len())).sum();
+    let bar = ProgressBar::new(total as u64).with_prefix("judging");
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:.bold} [{elapsed_precise}] {wide_bar} {pos}/{len} (ETA {eta}) {msg}")
+            .expect("a valid template"),
+    );
     let (tx, rx) = mpsc::channel::<(usize, usize, Judgement)>();
     let written = std::thread::scope(|scope| -> Result<()> {
         for (ji, judge) in judges.iter().enumerate() {

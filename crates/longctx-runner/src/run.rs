@@ -208,7 +208,11 @@ pub fn run_with(
             "judging with {}",
             plan.experiment.judges.iter().map(|j| j.name.as_str()).collect::<Vec<_>>().join(", ")
         );
-        Some(crate::judge::judge_run(&run_dir, &judges, interrupt)?)
+        let report = crate::judge::judge_run(&run_dir, &judges, interrupt)?;
+        if report.items == 0 {
+            eprintln!("the judges have nothing to rate: no LongBench-Chat answers, no open-ended LongBench task");
+        }
+        (report.items > 0).then_some(report)
     };
     Ok(RunSummary {
         judging,

@@ -391,6 +391,23 @@ fn longbench_chat_runs_and_judging_an_unreachable_judge_leaves_items_pending() {
     assert_eq!((lines[1]["id"].as_str(), lines[1]["truncated"].as_bool()), (Some("49"), Some(true)));
     assert!(lines[1]["length"].as_u64().unwrap() > 150, "{}", lines[1]);
     assert!(run.join("report/report.md").is_file());
+    // `longctx prompt` shows the cut prompt the model received.
+    let out = longctx(&[
+        "prompt",
+        exp.to_str().unwrap(),
+        "--variant",
+        "full",
+        "--dataset",
+        "longbench-chat",
+        "--index",
+        "1",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((shown["id"].as_str(), shown["strategy"]["truncated"].as_bool()), (Some("49"), Some(true)));
+    assert_eq!(shown["strategy"]["prompt_tokens"], 150);
+    assert_eq!(shown["request"]["temperature"], 0.0);
 
     let out = longctx(&["judge", run.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr);

@@ -74,6 +74,11 @@ fn write_report(run_dir: &std::path::Path) -> Result<()> {
 
 /// Says what a judging session did; an error when items are left to judge.
 fn judged(j: &longctx_runner::judge::JudgeReport) -> Result<()> {
+    if j.items == 0 {
+        bail!(
+            "nothing to judge: judges rate LongBench-Chat answers and LongBench's open-ended tasks (QA and summarization)"
+        );
+    }
     eprintln!(
         "judged: {} judgement(s) written ({} without a rating), judges' cost ${:.4}; summary {}",
         j.written,
