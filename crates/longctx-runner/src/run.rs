@@ -149,6 +149,14 @@ pub fn run_with(
             previous = Manifest::load(&run_dir)?;
         }
     }
+    // The judges' endpoints are set up before anything runs, so that a missing API key is
+    // reported before generation, not after it.
+    let judges = plan
+        .experiment
+        .judges
+        .iter()
+        .map(|j| crate::judge::Judge::connect(j, &plan.experiment.pricing))
+        .collect::<Result<Vec<_>>>()?;
     fs_err::create_dir_all(&run_dir)?;
     fs_err::write(run_dir.join("experiment.toml"), &plan.text)?;
     let mut manifest = new_manifest(plan, &config_hash, previous);
@@ -198,12 +206,6 @@ pub fn run_with(
     let judging = if plan.experiment.judges.is_empty() || state.outcome != Outcome::Complete {
         None
     } else {
-        let judges = plan
-            .experiment
-            .judges
-            .iter()
-            .map(|j| crate::judge::Judge::connect(j, &plan.experiment.pricing))
-            .collect::<Result<Vec<_>>>()?;
         eprintln!(
             "judging with {}",
             plan.experiment.judges.iter().map(|j| j.name.as_str()).collect::<Vec<_>>().join(", ")

@@ -347,6 +347,19 @@ fn a_judge_that_is_down_leaves_items_pending_and_a_rerun_judges_only_those() {
 }
 
 #[test]
+fn a_judge_without_its_api_key_stops_the_run_before_generation() {
+    let out = tempfile::tempdir().unwrap();
+    let judge = judge_entry("a", "http://127.0.0.1:9", "api_key_env = \"LONGCTX_TEST_UNSET_KEY\"");
+    let plan = chat_plan(out.path(), &judge);
+    let model = Model::new(last_line);
+    let backend: Arc<dyn Backend> = model.clone();
+    let mut load = |c: &ModelConfig| Ok(ModelRuntime::with_backend(c, Arc::clone(&backend), tokenizer(), None));
+    let err = run_with(&plan, &RunOptions::default(), &AtomicBool::new(false), &mut load).unwrap_err().to_string();
+    assert!(err.contains("judge `a`") && err.contains("LONGCTX_TEST_UNSET_KEY is not set"), "{err}");
+    assert!(model.prompts.lock().unwrap().is_empty(), "nothing was generated");
+}
+
+#[test]
 fn bad_experiments_and_judges_are_refused_with_the_reason() {
     let parse = |s: &str| Plan::parse(s.to_string()).err().map(|e| e.to_string()).unwrap_or_default();
     let head = "name = \"x\"\n[model]\nbackend = \"native\"\npath = \"m.gguf\"\nmax_prompt_tokens = 100\n[[strategy]]\nkind = \"full\"\n";
