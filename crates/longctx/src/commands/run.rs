@@ -86,6 +86,7 @@ fn judged(j: &longctx_runner::judge::JudgeReport) -> Result<()> {
         j.cost_usd,
         j.summary.display()
     );
+    print_scores(&j.summary)?;
     if j.interrupted {
         bail!("judging interrupted; run `longctx judge` on the run directory to resume");
     }
@@ -93,6 +94,27 @@ fn judged(j: &longctx_runner::judge::JudgeReport) -> Result<()> {
         bail!(
             "{} judgement(s) pending (every try failed: see the judge's errors above); run `longctx judge` on the run directory again to retry them",
             j.pending
+        );
+    }
+    Ok(())
+}
+
+/// The judges' means and totals from `judgements.json`, a line per variant, dataset and judge.
+fn print_scores(summary: &std::path::Path) -> Result<()> {
+    let text = fs_err::read_to_string(summary)?;
+    let v: serde_json::Value = serde_json::from_str(&text).with_context(|| summary.display().to_string())?;
+    let num = |x: &serde_json::Value, d: usize| x.as_f64().map_or_else(|| "–".to_string(), |x| format!("{x:.d$}"));
+    eprintln!("{:<24} {:<16} {:<16} {:>6} {:>7} {:>9}", "variant", "dataset", "judge", "mean", "total", "rated");
+    for s in v["scores"].as_array().into_iter().flatten() {
+        eprintln!(
+            "{:<24} {:<16} {:<16} {:>6} {:>7} {:>4}/{:<4}",
+            s["variant"].as_str().unwrap_or_default(),
+            s["dataset"].as_str().unwrap_or_default(),
+            s["judge"].as_str().unwrap_or_default(),
+            num(&s["mean"], 2),
+            num(&s["total"], 1),
+            s["rated"].as_u64().unwrap_or(0),
+            s["items"].as_u64().unwrap_or(0),
         );
     }
     Ok(())
