@@ -16,7 +16,7 @@
 //! - **Aggregation.** The total is the sum of the ratings (0–500 over 50 cases); the script
 //!   reports no total when any case is unparsed: [`Aggregate`].
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 
 use regex::Regex;
@@ -94,6 +94,18 @@ pub fn read_test_cases(path: &Path) -> Result<Vec<TestCase>> {
         cases.push(case);
     }
     Ok(cases)
+}
+
+/// A `test_cases.json` in a dataset repository of the Hugging Face hub (`owner/name` or
+/// `owner/name@revision`), downloaded into the hub cache (or found there); its local path.
+pub fn hub_test_cases(repo: &str, file: &str) -> Result<PathBuf> {
+    let (id, revision) = repo.split_once('@').unwrap_or((repo, "main"));
+    crate::dataset::hub_file(
+        id,
+        revision,
+        file,
+        "download LongBench_Chat/test_cases.json (THUDM/LongAlign on GitHub) elsewhere and give its local path as `test_cases`",
+    )
 }
 
 /// The official few-shot answers, one entry of three per test case (`idx − 1`).

@@ -204,7 +204,9 @@ pub fn load(source: &DataSource, name: &str, suite: Suite) -> Result<Vec<Sample>
             parse_samples(reader, &path)
         }
         DataSource::Zip(zip) => load_from_zip(zip, &file),
-        DataSource::Hub { repo, revision } => load_from_zip(&hub_file(repo, revision, "data.zip")?, &file),
+        DataSource::Hub { repo, revision } => {
+            load_from_zip(&hub_file(repo, revision, "data.zip", LONGBENCH_OFFLINE)?, &file)
+        }
     }
 }
 
@@ -241,11 +243,17 @@ fn load_from_zip(zip_path: &Path, file: &str) -> Result<Vec<Sample>> {
     }
 }
 
-/// Downloads (or finds in the cache) one file of a hub dataset repository.
-fn hub_file(repo: &str, revision: &str, file: &str) -> Result<PathBuf> {
+/// What to do when LongBench's data.zip cannot be had from the hub.
+const LONGBENCH_OFFLINE: &str =
+    "download LongBench's data.zip elsewhere and pass its path (or the directory it unpacks to) as the data source";
+
+/// Downloads (or finds in the cache) one file of a hub dataset repository; `offline` says what
+/// to do instead when the hub cannot be reached.
+pub(crate) fn hub_file(repo: &str, revision: &str, file: &str, offline: &'static str) -> Result<PathBuf> {
     #[cfg(feature = "hub")]
     {
-        let hub_error = |message: String| Error::Hub { repo: repo.to_string(), file: file.to_string(), message };
+        let hub_error =
+            |message: String| Error::Hub { repo: repo.to_string(), file: file.to_string(), message, offline };
         let api = hf_hub::api::sync::ApiBuilder::from_env().build().map_err(|e| hub_error(e.to_string()))?;
         let repo_handle =
             api.repo(hf_hub::Repo::with_revision(repo.to_string(), hf_hub::RepoType::Dataset, revision.to_string()));
@@ -253,7 +261,7 @@ fn hub_file(repo: &str, revision: &str, file: &str) -> Result<PathBuf> {
     }
     #[cfg(not(feature = "hub"))]
     {
-        let _ = (repo, revision, file);
+        let _ = (repo, revision, file, offline);
         Err(Error::NotCompiledWith { feature: "hub" })
     }
 }

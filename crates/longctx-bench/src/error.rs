@@ -84,7 +84,7 @@ pub enum Error {
         file: String,
     },
     /// Downloading from the Hugging Face hub failed.
-    #[error("could not get `{file}` of the dataset repository `{repo}` from the Hugging Face hub: {message}. If this machine is offline, download LongBench's data.zip elsewhere and pass its path (or the directory it unpacks to) as the data source")]
+    #[error("could not get `{file}` of the dataset repository `{repo}` from the Hugging Face hub: {message}. If this machine is offline, {offline}")]
     Hub {
         /// Repository id.
         repo: String,
@@ -92,6 +92,8 @@ pub enum Error {
         file: String,
         /// The underlying error.
         message: String,
+        /// What to do instead on a machine without the hub.
+        offline: &'static str,
     },
     /// The crate was built without a feature this call needs.
     #[error("longctx was built without the `{feature}` feature, which this needs")]

@@ -445,6 +445,31 @@ impl ModelConfig {
     }
 }
 
+/// Where LongBench-Chat's test cases come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum TestCasesSource {
+    /// A local `test_cases.json`.
+    File(PathBuf),
+    /// A file of a dataset repository on the Hugging Face hub.
+    Hub {
+        /// Repository id (`owner/name`), optionally `@revision`.
+        hub: String,
+        /// The file in the repository (e.g. `LongBench_Chat/test_cases.json`).
+        file: String,
+    },
+}
+
+impl TestCasesSource {
+    /// The local path of the file, downloading a hub file into the hub cache.
+    pub fn resolve(&self) -> std::result::Result<PathBuf, longctx_bench::Error> {
+        match self {
+            Self::File(p) => Ok(p.clone()),
+            Self::Hub { hub, file } => longctx_bench::chat::hub_test_cases(hub, file),
+        }
+    }
+}
+
 /// Which data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -480,8 +505,9 @@ pub struct BenchmarkConfig {
     /// RULER: HotpotQA dev JSON (qa_2).
     pub hotpotqa: Option<PathBuf>,
     /// LongBench-Chat: the official `test_cases.json` (a JSON array of `{idx, prompt, query,
-    /// answer}`).
-    pub test_cases: Option<PathBuf>,
+    /// answer}`): a local path, or `{ hub = "owner/name[@revision]", file }` in a dataset
+    /// repository of the Hugging Face hub.
+    pub test_cases: Option<TestCasesSource>,
     /// LongBench-Chat: prompts longer than this many tokens (no special tokens) lose their
     /// middle, as the official script cuts them (default 64,000; never more than the model's
     /// `max_prompt_tokens`).
@@ -508,7 +534,7 @@ impl BenchmarkConfig {
             "longbench-chat" => {
                 if b.test_cases.is_none() {
                     invalid!(
-                        "suite \"longbench-chat\" needs `test_cases`: the path of LongBench_Chat/test_cases.json from THUDM/LongAlign"
+                        "suite \"longbench-chat\" needs `test_cases`: the path of LongBench_Chat/test_cases.json from THUDM/LongAlign, or `{{ hub = \"owner/name\", file = \"…\" }}` (a dataset repository of the hub)"
                     );
                 }
                 let other = [

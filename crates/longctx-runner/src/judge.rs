@@ -38,12 +38,13 @@ use crate::{Error, Result};
 /// The file, in the run directory, that holds the judges' aggregates and agreement.
 pub const SUMMARY_FILE: &str = "judgements.json";
 
-/// A judge ready to be asked.
+/// A judge of the run: asked in this session, or only summarized with the others.
 pub struct Judge {
     /// Its settings.
     pub config: JudgeConfig,
-    /// Its endpoint.
-    pub model: Arc<dyn ChatModel>,
+    /// Its endpoint; `None` for a judge not asked in this session (`longctx judge --judge`
+    /// names others), whose judgements on disk still enter `judgements.json`.
+    pub model: Option<Arc<dyn ChatModel>>,
 }
 
 impl Judge {
@@ -51,7 +52,13 @@ impl Judge {
     pub fn connect(config: &JudgeConfig, pricing: &PricingConfig) -> Result<Self> {
         let chat = OpenAiChat::new(config.endpoint_config(pricing))
             .map_err(|e| Error::Invalid(format!("judge `{}`: {e}", config.name)))?;
-        Ok(Self { config: config.clone(), model: Arc::new(chat) })
+        Ok(Self { config: config.clone(), model: Some(Arc::new(chat)) })
+    }
+
+    /// A judge that is not asked in this session (its endpoint is not set up: its API key may be
+    /// absent), only summarized.
+    pub fn listed(config: &JudgeConfig) -> Self {
+        Self { config: config.clone(), model: None }
     }
 }
 
@@ -66,7 +73,8 @@ struct JudgesFile {
 }
 
 /// The judges of `longctx judge`: those of `judges_file` when given, else the run's own
-/// (`RUN_DIR/experiment.toml`); with `only`, those named.
+/// (`RUN_DIR/experiment.toml`); with `only`, only those named are asked (the others are
+/// [listed](Judge::listed): `judgements.json` keeps covering every judge).
 pub fn load_judges(run_dir: &Path, judges_file: Option<&Path>, only: &[String]) -> Result<Vec<Judge>> {
     let (configs, pricing) = if let Some(path) = judges_file {
         let text = fs_err::read_to_string(path)?;
@@ -85,13 +93,13 @@ pub fn load_judges(run_dir: &Path, judges_file: Option<&Path>, only: &[String]) 
             invalid!("no judge is named `{name}` (judges: {})", known.join(", "));
         }
     }
-    let chosen: Vec<&JudgeConfig> = configs.iter().filter(|c| only.is_empty() || only.contains(&c.name)).collect();
-    if chosen.is_empty() {
+    if configs.is_empty() {
         invalid!(
             "no judges: give `[[judge]]` entries in the experiment, or a file of them with --judges (see the README)"
         );
     }
-    chosen.into_iter().map(|c| Judge::connect(c, &pricing)).collect()
+    let asked = |c: &JudgeConfig| only.is_empty() || only.contains(&c.name);
+    configs.iter().map(|c| if asked(c) { Judge::connect(c, &pricing) } else { Ok(Judge::listed(c)) }).collect()
 }
 
 /// What a judging session did.
@@ -103,7 +111,8 @@ pub struct JudgeReport {
     pub written: u64,
     /// Of those, without a rating (unparsed after every reply, or every try failed).
     pub unrated: u64,
-    /// Items a judge still has to answer (every try failed, or not asked: interrupted).
+    /// Items a judge asked in this session still has to answer (every try failed, or not
+    /// asked: interrupted).
     pub pending: u64,
     /// US dollars the judges cost in this session.
     pub cost_usd: f64,
@@ -233,7 +242,8 @@ fn queues(run_dir: &Path, judges: &[Judge], items: &[Item]) -> Result<Vec<Queue>
     for judge in judges {
         let mut done: HashMap<(String, String), HashMap<String, Judgement>> = HashMap::new();
         let mut queue = VecDeque::new();
-        for (i, item) in items.iter().enumerate() {
+        let asked = if judge.model.is_some() { items } else { &[] };
+        for (i, item) in asked.iter().enumerate() {
             let key = (item.variant.clone(), item.dataset.clone());
             if !done.contains_key(&key) {
                 let path = judgements_path(run_dir, &item.variant, &judge.config.name, &item.dataset);
@@ -286,6 +296,7 @@ pub fn judge_run(run_dir: &Path, judges: &[Judge], interrupt: &AtomicBool) -> Re
     let (tx, rx) = mpsc::channel::<(usize, usize, Judgement)>();
     let written = std::thread::scope(|scope| -> Result<()> {
         for (ji, judge) in judges.iter().enumerate() {
+            let Some(model) = &judge.model else { continue };
             for _ in 0..judge.config.concurrency.unwrap_or(4) {
                 let (tx, queue, items) = (tx.clone(), &queues[ji], &items);
                 scope.spawn(move || loop {
@@ -295,8 +306,7 @@ pub fn judge_run(run_dir: &Path, judges: &[Judge], interrupt: &AtomicBool) -> Re
                     let next = queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop_front();
                     let Some((i, message)) = next else { break };
                     let max_tokens = judge.config.max_tokens.unwrap_or(chat::JUDGE_MAX_TOKENS);
-                    let j =
-                        chat::judge_case(&judge.config.name, judge.model.as_ref(), &items[i].id, &message, max_tokens);
+                    let j = chat::judge_case(&judge.config.name, model.as_ref(), &items[i].id, &message, max_tokens);
                     if tx.send((ji, i, j)).is_err() {
                         break;
                     }
@@ -334,7 +344,13 @@ pub fn judge_run(run_dir: &Path, judges: &[Judge], interrupt: &AtomicBool) -> Re
     report.interrupted = interrupt.load(Ordering::SeqCst);
     // Whatever happened, the summary covers what is on disk.
     let summary = summarize(run_dir, &manifest, judges, &items)?;
-    report.pending = summary["pending"].as_u64().unwrap_or(0);
+    report.pending = summary["scores"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| judges.iter().any(|j| j.model.is_some() && s["judge"] == j.config.name.as_str()))
+        .filter_map(|s| s["pending"].as_u64())
+        .sum();
     longctx_core::fs::write_atomic(&report.summary, serde_json::to_string_pretty(&summary)?.as_bytes())?;
     written?;
     Ok(report)

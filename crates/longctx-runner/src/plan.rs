@@ -67,8 +67,8 @@ pub struct ChatPlan {
 
 impl ChatPlan {
     fn new(b: &crate::experiment::BenchmarkConfig) -> Result<Self> {
-        let path = b.test_cases.as_ref().expect("validated");
-        let mut cases = longctx_bench::chat::read_test_cases(path)?;
+        let path = b.test_cases.as_ref().expect("validated").resolve()?;
+        let mut cases = longctx_bench::chat::read_test_cases(&path)?;
         if let Some(n) = b.limit {
             cases.truncate(n);
         }

@@ -325,11 +325,13 @@ fn a_judge_that_is_down_leaves_items_pending_and_a_rerun_judges_only_those() {
     let sum = summary(&run_dir);
     assert_eq!((score(&sum, "down")["pending"].as_u64(), score(&sum, "down")["rated"].as_u64()), (Some(4), Some(0)));
 
-    // The endpoint is back (at another address: a judges file points there).
+    // The endpoint is back (at another address: a judges file points there); only it is asked
+    // (judge `a`, listed with an API key that is not set, is not set up).
     let back = loopback(judge_b);
     let file = out.path().join("judges.toml");
-    fs_err::write(&file, judge_entry("a", &a.url, "") + &judge_entry("down", &back.url, "")).unwrap();
-    let judges = load_judges(&run_dir, Some(&file), &[]).unwrap();
+    let unset_key = "api_key_env = \"LONGCTX_TEST_UNSET_KEY\"";
+    fs_err::write(&file, judge_entry("a", &a.url, unset_key) + &judge_entry("down", &back.url, "")).unwrap();
+    let judges = load_judges(&run_dir, Some(&file), &["down".into()]).unwrap();
     let r = judge_run(&run_dir, &judges, &AtomicBool::new(false)).unwrap();
     assert_eq!(
         (r.written, r.pending, back.requests.lock().unwrap().len(), a.requests.lock().unwrap().len()),
@@ -337,7 +339,7 @@ fn a_judge_that_is_down_leaves_items_pending_and_a_rerun_judges_only_those() {
     );
     assert_eq!(chat::read_judgements(&path).unwrap().len(), 8, "appended, nothing lost");
     let sum = summary(&run_dir);
-    assert_eq!(score(&sum, "down")["total"].as_f64(), Some(28.0));
+    assert_eq!((score(&sum, "down")["total"].as_f64(), score(&sum, "a")["total"].as_f64()), (Some(28.0), Some(28.0)));
     let all = sum["agreement"].as_array().unwrap().iter().find(|x| x["bucket"] == "all").unwrap();
     assert_eq!((all["pairs"].as_u64(), all["quadratic_kappa"].as_f64()), (Some(4), Some(1.0)));
 

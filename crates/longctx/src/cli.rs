@@ -307,7 +307,8 @@ pub(crate) struct JudgeArgs {
     /// A TOML file of `[[judge]]` entries (and `[pricing]`) to use instead of the run's own.
     #[arg(long)]
     pub(crate) judges: Option<PathBuf>,
-    /// Only this judge (repeatable).
+    /// Ask only this judge (repeatable); the others' judgements on disk stay in the summary
+    /// and the report, and their endpoints are not set up (no API key needed).
     #[arg(long = "judge", value_name = "NAME")]
     pub(crate) only: Vec<String>,
     /// Do not write the report at the end.

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod common;
+
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -408,6 +410,38 @@ fn longbench_chat_runs_and_judging_an_unreachable_judge_leaves_items_pending() {
     assert_eq!((shown["id"].as_str(), shown["strategy"]["truncated"].as_bool()), (Some("49"), Some(true)));
     assert_eq!(shown["strategy"]["prompt_tokens"], 150);
     assert_eq!(shown["request"]["temperature"], 0.0);
+    // The same test file from a dataset repository of the hub (a loopback hub): the same prompt;
+    // a repository without it is named, with what to do offline.
+    let hub_file = "/datasets/THUDM/LongBench-Chat/resolve/main/LongBench_Chat/test_cases.json";
+    let port = common::serve(vec![(hub_file.into(), fs_err::read(&cases).unwrap())], 12);
+    let home = tempfile::tempdir().unwrap();
+    let from_hub = |repo: &str| {
+        let text = fs_err::read_to_string(&exp).unwrap().replace(
+            &format!("test_cases = \"{}\"", cases.display()),
+            &format!("test_cases = {{ hub = \"{repo}\", file = \"LongBench_Chat/test_cases.json\" }}"),
+        );
+        let path = dir.path().join("chat-hub.toml");
+        fs_err::write(&path, text).unwrap();
+        Command::new(env!("CARGO_BIN_EXE_longctx"))
+            .args(["prompt", path.to_str().unwrap(), "--variant", "full", "--dataset", "longbench-chat"])
+            .args(["--index", "1", "--json"])
+            .env("HF_ENDPOINT", format!("http://127.0.0.1:{port}"))
+            .env("HF_HOME", home.path())
+            .output()
+            .unwrap()
+    };
+    let out = from_hub("THUDM/LongBench-Chat");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let hub_shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((&hub_shown["request"], &hub_shown["id"]), (&shown["request"], &shown["id"]));
+    let out = from_hub("THUDM/Elsewhere@v1");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains("`LongBench_Chat/test_cases.json` of the dataset repository `THUDM/Elsewhere`")
+            && err.contains("give its local path as `test_cases`"),
+        "{err}"
+    );
 
     let out = longctx(&["judge", run.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr);
