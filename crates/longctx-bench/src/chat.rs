@@ -366,14 +366,17 @@ impl Aggregate {
     }
 }
 
-/// The prompt-length buckets of the agreement tables, in tokens: 0–10k, 10–20k, 20–40k, 40k+.
+/// The prompt-length buckets of the judges' tables, in order (tokens).
+pub const LENGTH_BUCKETS: [&str; 4] = ["0-10k", "10-20k", "20-40k", "40k+"];
+
+/// The [bucket](LENGTH_BUCKETS) of a prompt of `tokens` tokens: 0–10k, 10–20k, 20–40k, 40k+.
 pub fn length_bucket(tokens: usize) -> &'static str {
-    match tokens {
-        0..10_000 => "0-10k",
-        10_000..20_000 => "10-20k",
-        20_000..40_000 => "20-40k",
-        _ => "40k+",
-    }
+    LENGTH_BUCKETS[match tokens {
+        0..10_000 => 0,
+        10_000..20_000 => 1,
+        20_000..40_000 => 2,
+        _ => 3,
+    }]
 }
 
 #[cfg(test)]

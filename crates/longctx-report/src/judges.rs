@@ -14,9 +14,6 @@ use crate::plot::{heatmap, Plot, PlotKind};
 use crate::report::{Report, Section, Table, MISSING};
 use crate::{Error, Result};
 
-/// The buckets of prompt length, in tokens.
-const BUCKETS: [&str; 4] = ["0-10k", "10-20k", "20-40k", "40k+"];
-
 fn num(v: &Value, digits: usize) -> String {
     v.as_f64().map_or_else(|| MISSING.to_string(), |x| format!("{x:.digits$}"))
 }
@@ -89,8 +86,11 @@ fn score_sections(scores: &[Value], with_dataset: bool) -> Vec<Section> {
     }];
 
     // Means per bucket.
-    let present: Vec<&str> =
-        BUCKETS.iter().copied().filter(|b| scores.iter().any(|s| s["buckets"].get(*b).is_some())).collect();
+    let present: Vec<&str> = longctx_bench::chat::LENGTH_BUCKETS
+        .iter()
+        .copied()
+        .filter(|b| scores.iter().any(|s| s["buckets"].get(*b).is_some()))
+        .collect();
     if present.len() > 1 {
         let mut header: Vec<String> = vec!["Variant".into()];
         if with_dataset {

@@ -525,6 +525,18 @@ impl BenchmarkConfig {
             ("max_length", b.max_length.is_some()),
             ("greedy", b.greedy.is_some()),
         ];
+        let ruler_keys = [
+            ("lengths", b.lengths.is_some()),
+            ("samples", b.samples.is_some()),
+            ("tasks", b.tasks.is_some()),
+            ("depths", b.depths.is_some()),
+            ("seed", b.seed.is_some()),
+            ("threshold", b.threshold.is_some()),
+            ("words", b.words.is_some()),
+            ("essay", b.essay.is_some()),
+            ("squad", b.squad.is_some()),
+            ("hotpotqa", b.hotpotqa.is_some()),
+        ];
         if b.suite != "longbench-chat" {
             if let Some((k, _)) = chat_keys.iter().find(|k| k.1) {
                 invalid!("`{k}` is a LongBench-Chat setting; this benchmark's suite is `{}`", b.suite);
@@ -537,18 +549,8 @@ impl BenchmarkConfig {
                         "suite \"longbench-chat\" needs `test_cases`: the path of LongBench_Chat/test_cases.json from THUDM/LongAlign, or `{{ hub = \"owner/name\", file = \"…\" }}` (a dataset repository of the hub)"
                     );
                 }
-                let other = [
-                    ("data_dir", b.data_dir.is_some()),
-                    ("datasets", b.datasets.is_some()),
-                    ("lengths", b.lengths.is_some()),
-                    ("samples", b.samples.is_some()),
-                    ("tasks", b.tasks.is_some()),
-                    ("depths", b.depths.is_some()),
-                    ("seed", b.seed.is_some()),
-                    ("threshold", b.threshold.is_some()),
-                    ("words", b.words.is_some()),
-                ];
-                if let Some((k, _)) = other.iter().find(|k| k.1) {
+                let longbench_keys = [("data_dir", b.data_dir.is_some()), ("datasets", b.datasets.is_some())];
+                if let Some((k, _)) = longbench_keys.iter().chain(&ruler_keys).find(|k| k.1) {
                     invalid!(
                         "suite \"longbench-chat\" takes `test_cases`, `max_length`, `greedy` and `limit`, not `{k}`"
                     );
@@ -558,18 +560,6 @@ impl BenchmarkConfig {
                 }
             }
             "longbench" | "longbench-e" => {
-                let ruler_keys = [
-                    ("lengths", b.lengths.is_some()),
-                    ("samples", b.samples.is_some()),
-                    ("tasks", b.tasks.is_some()),
-                    ("depths", b.depths.is_some()),
-                    ("seed", b.seed.is_some()),
-                    ("threshold", b.threshold.is_some()),
-                    ("words", b.words.is_some()),
-                    ("essay", b.essay.is_some()),
-                    ("squad", b.squad.is_some()),
-                    ("hotpotqa", b.hotpotqa.is_some()),
-                ];
                 if let Some((k, _)) = ruler_keys.iter().find(|k| k.1) {
                     invalid!("`{k}` is a RULER setting; this benchmark's suite is `{}`", b.suite);
                 }

@@ -356,9 +356,6 @@ pub fn judge_run(run_dir: &Path, judges: &[Judge], interrupt: &AtomicBool) -> Re
     Ok(report)
 }
 
-/// The prompt-length buckets, in tokens.
-const BUCKETS: [&str; 4] = ["0-10k", "10-20k", "20-40k", "40k+"];
-
 /// What a judge made of an item.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Verdict {
@@ -431,7 +428,7 @@ fn scores_json(manifest: &Manifest, names: &[&str], rated: &[Rated<'_>]) -> Vec<
                     group.iter().copied().filter(|r| r.verdicts[ji] != Verdict::Pending).collect();
                 let mut entry = aggregate_json(&answered, ji);
                 let mut by_bucket = serde_json::Map::new();
-                for b in BUCKETS {
+                for b in chat::LENGTH_BUCKETS {
                     let in_b: Vec<&Rated<'_>> = answered.iter().copied().filter(|r| r.bucket == b).collect();
                     if !in_b.is_empty() {
                         by_bucket.insert(b.to_string(), aggregate_json(&in_b, ji));
@@ -488,7 +485,7 @@ fn summarize(run_dir: &Path, manifest: &Manifest, judges: &[Judge], items: &[Ite
     let mut agreement = Vec::new();
     for a in 0..names.len() {
         for b in a + 1..names.len() {
-            for bucket in std::iter::once("all").chain(BUCKETS) {
+            for bucket in std::iter::once("all").chain(chat::LENGTH_BUCKETS) {
                 let (xa, xb): (Vec<f64>, Vec<f64>) = rated
                     .iter()
                     .filter(|r| bucket == "all" || r.bucket == bucket)

@@ -374,6 +374,8 @@ fn bad_experiments_and_judges_are_refused_with_the_reason() {
     assert!(parse(&missing).contains("/nonexistent/test_cases.json"), "{}", parse(&missing));
     let cases = root().join("tests/fixtures/longbench_chat/test_cases.json");
     let ok = format!("{head}[benchmark]\nsuite = \"longbench-chat\"\ntest_cases = \"{}\"\n", cases.display());
+    let e = parse(&format!("{ok}essay = \"essays.json\"\n"));
+    assert!(e.contains("takes `test_cases`, `max_length`, `greedy` and `limit`, not `essay`"), "{e}");
     let two = judge_entry("a", "http://x", "") + &judge_entry("a", "http://y", "");
     assert!(parse(&format!("{ok}{two}")).contains("two judges are named `a`"));
     assert!(parse(&format!("{ok}{}", judge_entry("a/b", "http://x", ""))).contains("plain file name"));
